@@ -1,0 +1,131 @@
+"""The `stream-app` command line (SPEC 7)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .codes import RULESET
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stream-app",
+        description="Streaming IGRT claim-line checker (ruleset %s)." % RULESET,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    replay = commands.add_parser("replay", help="run the rules over a JSON-lines file, no Kafka")
+    replay.add_argument("path", nargs="?", default="-", help="JSON-lines file, or - for stdin")
+    replay.add_argument("--no-close-at-end", action="store_true",
+                        help="leave courses open at the end of the input")
+    replay.add_argument("--payer-profiles", metavar="PATH", help="payer-profile TOML file")
+    replay.add_argument("--course-idle-days", type=int, default=45, metavar="N")
+    replay.add_argument("--retain-days", type=int, default=120, metavar="N",
+                        help="drop closed courses N days behind the stream (default 120)")
+    replay.add_argument("--fixed-time", metavar="RFC3339",
+                        help="use this detected_at on every alert (reproducible output)")
+    replay.add_argument("--quiet", action="store_true", help="no progress lines or summary")
+
+    rules = commands.add_parser("rules", help="list the rules")
+    rules.add_argument("--json", action="store_true", help="one JSON object per rule")
+
+    commands.add_parser("worker", help="run the Kafka stream processor (settings from env)")
+
+    generate = commands.add_parser("generate", help="write a synthetic claim-line stream")
+    generate.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:  # output piped into head, say
+        sys.stderr.close()
+        return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "replay":
+        return _replay(args)
+    if args.command == "rules":
+        return _rules(args)
+    if args.command == "worker":
+        from .worker import run_worker
+
+        return run_worker()
+    if args.command == "generate":
+        from .synth import main as synth_main
+
+        return synth_main(args.args)
+    return 2
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import io
+
+    from .engine import Engine, EngineSettings
+    from .profiles import ProfileBook, ProfileError
+    from .replay import Replay, open_input, read_lines
+    from .rules import load_registry
+    from .store import MemoryStore
+
+    registry = load_registry()
+    profiles = ProfileBook()
+    if args.payer_profiles:
+        try:
+            profiles = ProfileBook.load(args.payer_profiles, registry.ids)
+        except ProfileError as exc:
+            print(f"stream-app: {exc}", file=sys.stderr)
+            return 2
+    try:
+        stream = open_input(args.path)
+    except OSError as exc:
+        print(f"stream-app: cannot read {args.path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    engine = Engine(
+        MemoryStore(), registry, profiles,
+        EngineSettings(course_idle_days=args.course_idle_days, retain_days=args.retain_days),
+    )
+    err = io.StringIO() if args.quiet else sys.stderr
+    replay = Replay(
+        engine, sys.stdout.buffer, err,
+        close_at_end=not args.no_close_at_end, fixed_time=args.fixed_time,
+    )
+    try:
+        with stream:
+            summary = replay.run(read_lines(stream))
+    except OSError as exc:
+        print(f"stream-app: cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(summary.render(), file=sys.stderr)
+    return 0
+
+
+def _rules(args: argparse.Namespace) -> int:
+    import orjson
+
+    from .rules import load_registry
+
+    registry = load_registry()
+    if args.json:
+        for spec in registry.specs.values():
+            sys.stdout.write(orjson.dumps({
+                "rule_id": spec.rule_id, "title": spec.title, "severity": spec.severity,
+                "carc": spec.carc, "citation": spec.citation, "finality": spec.finality,
+            }).decode() + "\n")
+        return 0
+    width = max(len(rid) for rid in registry.ids)
+    print(f"{'RULE':<{width}}  SEVERITY  CARC  FINALITY     TITLE / CITATION")
+    for spec in registry.specs.values():
+        print(f"{spec.rule_id:<{width}}  {spec.severity:<8}  {spec.carc:<4}  "
+              f"{spec.finality:<11}  {spec.title}")
+        print(f"{'':<{width}}  {'':<8}  {'':<4}  {'':<11}  § {spec.citation}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,425 @@
+"""The engine: applies one event to a patient's state and returns the alert
+transitions it causes (SPEC 2 and 4).
+
+It is the only place that decides alerts; replay and the Kafka worker both
+call `Engine.apply`. Rules are pure functions of a `DayView`; the engine keeps
+the state, re-evaluates exactly the days an event can affect, and diffs the
+violations against the memo of what was last emitted for each alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+from . import codes
+from .events import ClaimLineEvent, CourseEndEvent, Event
+from .model import (
+    CourseRef,
+    CourseState,
+    CourseStatus,
+    DayState,
+    Evidence,
+    Line,
+    LineKey,
+    LineLocation,
+    Memo,
+    PatientState,
+    date_ordinal,
+)
+from .profiles import Profile, ProfileBook
+from .rules import FINAL, DayView, Registry, RuleSpec, Violation, load_registry
+from .rules.base import CourseView
+from .store import Store
+
+PROVISIONAL = "provisional"
+
+
+class Transition(NamedTuple):
+    """One alert message to emit: an alert opened, changed or resolved."""
+
+    spec: RuleSpec
+    line: Line
+    status: str  # "open" | "resolved"
+    finality: str
+    excess_units: int | None
+    evidence: Evidence
+    message: str
+    sequence: int
+    profile: Profile
+
+
+@dataclass(slots=True)
+class Result:
+    outcome: str  # processed | duplicate | void | void_unknown | course_end | swept
+    transitions: list[Transition]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    course_idle_days: int = 45
+    # A closed course whose last line is this many days behind the stream's
+    # watermark is dropped from state; a later line for it is evaluated final.
+    retain_days: int = 120
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry | None = None,
+        profiles: ProfileBook | None = None,
+        settings: EngineSettings = EngineSettings(),
+    ) -> None:
+        self.store = store
+        self.registry = registry or load_registry()
+        self.settings = settings
+        book = profiles or ProfileBook()
+        self.profile_of = lru_cache(maxsize=4096)(book.resolve)
+
+    def apply(self, event: Event) -> Result:
+        if isinstance(event, CourseEndEvent):
+            return self._course_end(event)
+        return self._claim_line(event)
+
+    def close_all(self, patient_ids: Iterable[str]) -> list[Transition]:
+        """Close every course of these patients (the end of a replay)."""
+        transitions: list[Transition] = []
+        for patient_id in patient_ids:
+            work = _Work(self, patient_id)
+            for ref, status in list(work.patient.courses.items()):
+                if not status.ended:
+                    work.patient.courses[ref] = status._replace(ended=True)
+            transitions.extend(work.finish())
+        return transitions
+
+    def prune(self, patient_id: str, stream_watermark: str) -> int:
+        """Drop closed courses far behind the stream; returns how many."""
+        patient = self.store.get_patient(patient_id)
+        if patient is None or not stream_watermark:
+            return 0
+        horizon = date_ordinal(stream_watermark) - self.settings.retain_days
+        stale = [
+            ref for ref, status in patient.courses.items()
+            if status.closed and date_ordinal(status.last_date) < horizon
+            and self.store.get_course((patient_id, *ref)) is not None
+        ]
+        for ref in stale:
+            self._drop_course(patient_id, ref)
+        return len(stale)
+
+    def _drop_course(self, patient_id: str, ref: CourseRef) -> None:
+        course_key = (patient_id, ref.course_id, ref.site)
+        course = self.store.get_course(course_key)
+        if course is None:
+            return
+        for day_date in course.dates:
+            day_key = (patient_id, ref.site, day_date)
+            day = self.store.get_day(day_key)
+            if day is None:
+                continue
+            gone = [key for key, line in day.lines.items() if line.course_id == ref.course_id]
+            for key in gone:
+                del day.lines[key]
+                day.memos.pop(key, None)
+                self.store.del_location((patient_id, *key))
+            if day.lines:
+                self.store.put_day(day_key, day)
+            else:
+                self.store.del_day(day_key)
+        self.store.del_course(course_key)
+
+    def _course_end(self, event: CourseEndEvent) -> Result:
+        work = _Work(self, event.patient_id)
+        ref = CourseRef(event.course_id, event.site)
+        status = work.patient.courses.get(ref) or CourseStatus(event.date, False, False)
+        work.patient.courses[ref] = status._replace(ended=True)
+        work.advance(event.date)
+        return Result("course_end", work.finish())
+
+    def _claim_line(self, event: ClaimLineEvent) -> Result:
+        line = event.line
+        work = _Work(self, line.patient_id)
+        location_key = (line.patient_id, line.claim_id, line.line_number)
+        location = self.store.get_location(location_key)
+        previous = work.line_at(location, line.key) if location else None
+        if event.action == "void":
+            if previous is None:
+                return Result("void_unknown", [])
+            work.remove(previous, departing=True)
+            return Result("void", work.finish())
+        if previous == line:
+            return Result("duplicate", [])
+        if previous is not None:
+            work.remove(previous, departing=False)
+        if location is not None and (location.site, location.date_of_service) != (
+            line.site, line.date_of_service,
+        ):
+            work.move_memos(location, line)
+        work.add(line)
+        self.store.put_location(
+            location_key, LineLocation(line.course_id, line.site, line.date_of_service)
+        )
+        work.advance(line.date_of_service)
+        return Result("processed", work.finish())
+
+
+class _CourseSnapshot(NamedTuple):
+    facts: tuple[frozenset[str], bool]
+    fractions: int
+    port_lines: tuple[tuple[LineKey, tuple[str, int]], ...]
+
+
+def _snapshot(course: CourseState) -> _CourseSnapshot:
+    return _CourseSnapshot(course.facts(), course.fractions, tuple(sorted(course.port_lines.items())))
+
+
+class _Work:
+    """The state one event touches, loaded once, written back once."""
+
+    def __init__(self, engine: Engine, patient_id: str) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.patient_id = patient_id
+        self.patient = self.store.get_patient(patient_id) or PatientState()
+        self.days: dict[tuple[str, str], DayState] = {}
+        self.courses: dict[CourseRef, CourseState] = {}
+        self.snapshots: dict[CourseRef, _CourseSnapshot] = {}
+        self.to_evaluate: set[tuple[str, str]] = set()  # (site, date)
+        self.departed: dict[LineKey, Line] = {}
+        self.views: dict[CourseRef, CourseView] = {}
+        self.dirty_days: set[tuple[str, str]] = set()
+        self.dirty_courses: set[CourseRef] = set()
+
+    # -- loading -----------------------------------------------------------
+    def day(self, site: str, day_date: str) -> DayState:
+        found = self.days.get((site, day_date))
+        if found is None:
+            found = self.store.get_day((self.patient_id, site, day_date)) or DayState()
+            self.days[(site, day_date)] = found
+        return found
+
+    def course(self, ref: CourseRef) -> CourseState:
+        found = self.courses.get(ref)
+        if found is None:
+            found = self.store.get_course((self.patient_id, *ref)) or CourseState()
+            self.courses[ref] = found
+            self.snapshots[ref] = _snapshot(found)
+        return found
+
+    def line_at(self, location: LineLocation, key: LineKey) -> Line | None:
+        return self.day(location.site, location.date_of_service).lines.get(key)
+
+    # -- changes -----------------------------------------------------------
+    def add(self, line: Line) -> None:
+        day = self.day(line.site, line.date_of_service)
+        day.lines[line.key] = line
+        self.to_evaluate.add((line.site, line.date_of_service))
+        self.dirty_days.add((line.site, line.date_of_service))
+        self.dirty_courses.add(line.course_ref)
+        course = self.course(line.course_ref)
+        course.dates[line.date_of_service] = course.dates.get(line.date_of_service, 0) + 1
+        self._count(course, line, +1)
+        status = self.patient.courses.get(line.course_ref)
+        if status is None:
+            status = CourseStatus(line.date_of_service, False, False)
+        elif line.date_of_service > status.last_date:
+            status = status._replace(last_date=line.date_of_service)
+        self.patient.courses[line.course_ref] = status
+
+    def remove(self, line: Line, *, departing: bool) -> None:
+        day = self.day(line.site, line.date_of_service)
+        del day.lines[line.key]
+        self.to_evaluate.add((line.site, line.date_of_service))
+        self.dirty_days.add((line.site, line.date_of_service))
+        self.dirty_courses.add(line.course_ref)
+        if departing:
+            self.departed[line.key] = line
+        course = self.course(line.course_ref)
+        remaining = course.dates.get(line.date_of_service, 0) - 1
+        if remaining > 0:
+            course.dates[line.date_of_service] = remaining
+        else:
+            course.dates.pop(line.date_of_service, None)
+        self._count(course, line, -1)
+
+    @staticmethod
+    def _count(course: CourseState, line: Line, sign: int) -> None:
+        course.fractions += sign * line.fractions()
+        modality = line.delivery_modality()
+        if modality is not None:
+            left = course.modalities.get(modality, 0) + sign
+            if left > 0:
+                course.modalities[modality] = left
+            else:
+                course.modalities.pop(modality, None)
+        if line.has_skin_or_keloid_dx():
+            course.skin_lines += sign
+        if line.hcpcs == codes.PORT_IMAGE:
+            if sign > 0:
+                course.port_lines[line.key] = (line.date_of_service, line.units)
+            else:
+                course.port_lines.pop(line.key, None)
+
+    def move_memos(self, old: LineLocation, line: Line) -> None:
+        """A corrected line changed day: its alert memos follow it."""
+        old_day = self.day(old.site, old.date_of_service)
+        memos = old_day.memos.pop(line.key, None)
+        self.to_evaluate.add((old.site, old.date_of_service))
+        self.dirty_days.add((old.site, old.date_of_service))
+        if memos:
+            self.day(line.site, line.date_of_service).memos[line.key] = memos
+            self.dirty_days.add((line.site, line.date_of_service))
+
+    def advance(self, event_date: str) -> None:
+        if event_date > self.patient.watermark:
+            self.patient.watermark = event_date
+
+    # -- evaluation ----------------------------------------------------------
+    def finish(self) -> list[Transition]:
+        self._update_closure()
+        for ref, course in list(self.courses.items()):
+            before = self.snapshots[ref]
+            after = _snapshot(course)
+            if after.facts != before.facts:
+                self._evaluate_course(ref, course.dates)
+            elif after.port_lines != before.port_lines or (
+                after.port_lines and after.fractions != before.fractions
+            ):
+                self._evaluate_course(ref, {d for d, _ in course.port_lines.values()})
+        transitions: list[Transition] = []
+        for site, day_date in sorted(self.to_evaluate):
+            evaluated = self._evaluate_day(site, day_date)
+            if evaluated:
+                self.dirty_days.add((site, day_date))
+                transitions.extend(evaluated)
+        self._write_back()
+        return transitions
+
+    def _update_closure(self) -> None:
+        idle = self.engine.settings.course_idle_days
+        watermark = date_ordinal(self.patient.watermark) if self.patient.watermark else None
+        for ref, status in list(self.patient.courses.items()):
+            closed = status.ended or (
+                watermark is not None and watermark - date_ordinal(status.last_date) >= idle
+            )
+            if closed != status.closed:
+                self.patient.courses[ref] = status._replace(closed=closed)
+                self._evaluate_course(ref, self.course(ref).dates)
+
+    def _evaluate_course(self, ref: CourseRef, dates: Iterable[str]) -> None:
+        self.to_evaluate.update((ref.site, day_date) for day_date in dates)
+
+    def course_view(self, course_id: str, site: str) -> CourseView:
+        ref = CourseRef(course_id, site)
+        view = self.views.get(ref)
+        if view is None:
+            course = self.course(ref)
+            status = self.patient.courses.get(ref)
+            view = CourseView(
+                modalities=frozenset(course.modalities),
+                fractions=course.fractions,
+                closed=bool(status and status.closed),
+                has_skin_dx=course.skin_lines > 0,
+                port_lines=tuple(
+                    sorted((d, claim, number, units)
+                           for (claim, number), (d, units) in course.port_lines.items())
+                ),
+            )
+            self.views[ref] = view
+        return view
+
+    def _day_view(self, site: str, day_date: str, day: DayState) -> DayView:
+        lines = sorted(day.lines.values(), key=lambda line: (line.claim_id, line.line_number))
+        by_code: dict[str, list[Line]] = {}
+        fractions = 0
+        modalities = set()
+        for line in lines:
+            by_code.setdefault(line.hcpcs, []).append(line)
+            modality = line.delivery_modality()
+            if modality is not None:
+                modalities.add(modality)
+                fractions += line.fractions()
+        engine = self.engine
+        return DayView(
+            date_of_service=day_date,
+            lines=lines,
+            by_code=by_code,
+            fractions=fractions,
+            modalities=frozenset(modalities),
+            has_delivery=bool(modalities),
+            course=lambda course_id: self.course_view(course_id, site),
+            profile=lambda line: engine.profile_of(line.payer_id, line.payer_type),
+        )
+
+    def _evaluate_day(self, site: str, day_date: str) -> list[Transition]:
+        day = self.day(site, day_date)
+        current: dict[LineKey, dict[str, Violation]] = {}
+        if day.lines:
+            view = self._day_view(site, day_date, day)
+            for declared in self.engine.registry.rules:
+                for violation in declared.check(view):
+                    line = day.lines[violation.key]
+                    if violation.rule_id in view.profile(line).disabled_rules:
+                        continue
+                    current.setdefault(violation.key, {})[violation.rule_id] = violation
+        transitions: list[Transition] = []
+        for key in current.keys() | day.memos.keys():
+            transitions.extend(self._diff(day, key, current.get(key, {})))
+        return transitions
+
+    def _diff(self, day: DayState, key: LineKey, violations: dict[str, Violation]) -> list[Transition]:
+        memos = day.memos.get(key, {})
+        line = day.lines.get(key) or self.departed.get(key)
+        if line is None:  # only resolved tombstones can be left without their line
+            return []
+        profile = self.engine.profile_of(line.payer_id, line.payer_type)
+        specs = self.engine.registry.specs
+        updated = dict(memos)
+        transitions: list[Transition] = []
+        for rule_id, violation in violations.items():
+            spec = specs[rule_id]
+            closed = spec.finality == FINAL or self.course_view(line.course_id, line.site).closed
+            finality = FINAL if closed else PROVISIONAL
+            memo = memos.get(rule_id)
+            if memo is not None and memo.is_open and (
+                memo.finality, memo.excess_units, memo.evidence
+            ) == (finality, violation.excess_units, violation.evidence):
+                continue
+            sequence = memo.sequence + 1 if memo else 1
+            updated[rule_id] = Memo(sequence, True, finality, violation.excess_units, violation.evidence)
+            transitions.append(Transition(
+                spec, line, "open", finality, violation.excess_units, violation.evidence,
+                violation.message, sequence, profile,
+            ))
+        for rule_id, memo in memos.items():
+            if memo.is_open and rule_id not in violations:
+                spec = specs[rule_id]
+                updated[rule_id] = memo._replace(sequence=memo.sequence + 1, is_open=False)
+                transitions.append(Transition(
+                    spec, line, "resolved", memo.finality, memo.excess_units, memo.evidence,
+                    f"resolved: {spec.title.lower()} no longer applies to {line.hcpcs} "
+                    f"on {line.date_of_service}",
+                    memo.sequence + 1, profile,
+                ))
+        if transitions:
+            day.memos[key] = updated
+        return transitions
+
+    def _write_back(self) -> None:
+        pid = self.patient_id
+        for site, day_date in self.dirty_days:
+            day = self.days[(site, day_date)]
+            if day.lines or day.memos:
+                self.store.put_day((pid, site, day_date), day)
+            else:
+                self.store.del_day((pid, site, day_date))
+        for ref in self.dirty_courses:
+            course = self.courses[ref]
+            if course.dates or course.port_lines:
+                self.store.put_course((pid, *ref), course)
+            else:
+                self.store.del_course((pid, *ref))
+        self.store.put_patient(pid, self.patient)

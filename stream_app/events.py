@@ -1,0 +1,274 @@
+"""Parsing and validation of input events (SPEC 1).
+
+`parse_event` never raises: it returns a typed event or an `Invalid` that says
+which field is wrong and why. Unknown extra fields are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any, Final
+
+import orjson
+
+from . import codes
+from .model import Line
+
+MAX_EVENT_BYTES: Final = 1024 * 1024
+CLAIM_TYPES: Final = frozenset({"professional", "institutional"})
+PAYER_TYPES: Final = frozenset({"medicare", "medicaid", "commercial", "other"})
+ACTIONS: Final = frozenset({"upsert", "void"})
+KINDS: Final = frozenset({"claim_line", "course_end"})
+SCHEMA_VERSIONS: Final = frozenset({1})
+
+_DATE_SHAPE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+_HCPCS_SHAPE: Final = re.compile(r"[0-9A-Z]{5}")
+_MODIFIER_SHAPE: Final = re.compile(r"[0-9A-Z]{2}")
+_POS_SHAPE: Final = re.compile(r"\d{2}")
+_DX_SHAPE: Final = re.compile(r"[A-Z][0-9A-Z]{2,6}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLineEvent:
+    line: Line
+    action: str  # "upsert" | "void"
+
+
+@dataclass(frozen=True, slots=True)
+class CourseEndEvent:
+    patient_id: str
+    course_id: str
+    site: str
+    date: str
+    received_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    reason: str  # a short fixed category, fit for a metric label
+    detail: str  # which field and why, for people
+
+
+Event = ClaimLineEvent | CourseEndEvent
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_event(raw: bytes | bytearray | memoryview | str) -> Event | Invalid:
+    """Decode and validate one message; never raises."""
+    try:
+        if len(raw) > MAX_EVENT_BYTES:
+            raise _Reject("too_large", f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _Reject("not_json", f"not valid UTF-8 JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise _Reject("not_object", f"expected a JSON object, got {_type_name(doc)}")
+        return _parse_document(doc)
+    except _Reject as rejected:
+        return Invalid(rejected.reason, rejected.detail)
+    except Exception as exc:  # defensive: a parser bug must not stop the stream
+        return Invalid("internal", f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _parse_document(doc: dict[str, Any]) -> Event:
+    version = doc.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version not in SCHEMA_VERSIONS:
+        raise _Reject("unknown_schema", f"schema_version: unsupported {version!r}; known: 1")
+    kind = doc.get("kind", "claim_line")
+    if kind == "claim_line":
+        return _parse_claim_line(doc)
+    if kind == "course_end":
+        return _parse_course_end(doc)
+    raise _Reject("unknown_kind", f"kind: unknown {kind!r}; expected claim_line or course_end")
+
+
+def _parse_claim_line(doc: dict[str, Any]) -> ClaimLineEvent:
+    action = _enum(doc, "action", ACTIONS, "upsert")
+    # A void names a line by its identity; its other fields are optional.
+    needed = action == "upsert"
+    line = Line(
+        patient_id=_string(doc, "patient_id"),
+        claim_id=_string(doc, "claim_id"),
+        line_number=_positive_int(doc, "line_number"),
+        course_id=_string(doc, "course_id", required=needed) or "",
+        site=_string(doc, "site", required=needed) or "",
+        date_of_service=_date(doc, "date_of_service", required=needed) or "",
+        hcpcs=_hcpcs(doc, required=needed),
+        modifiers=_modifiers(doc),
+        units=_positive_int(doc, "units", default=1),
+        claim_type=_enum(doc, "claim_type", CLAIM_TYPES, None if needed else "professional"),
+        place_of_service=_pos(doc),
+        payer_id=_string(doc, "payer_id", required=False),
+        payer_type=_enum(doc, "payer_type", PAYER_TYPES, "other"),
+        diagnosis_codes=_diagnoses(doc),
+        modality=_modality(doc),
+        received_at=_timestamp(doc, "received_at"),
+    )
+    return ClaimLineEvent(line=line, action=action)
+
+
+def _parse_course_end(doc: dict[str, Any]) -> CourseEndEvent:
+    return CourseEndEvent(
+        patient_id=_string(doc, "patient_id"),
+        course_id=_string(doc, "course_id"),
+        site=_string(doc, "site"),
+        date=_date(doc, "date") or "",
+        received_at=_timestamp(doc, "received_at"),
+    )
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean",
+            int: "integer", float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _missing(name: str) -> _Reject:
+    return _Reject("missing_field", f"{name}: required field is missing")
+
+
+def _wrong(name: str, expected: str, value: Any) -> _Reject:
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    return _Reject("bad_field", f"{name}: expected {expected}, got {_type_name(value)} {shown}")
+
+
+def _string(doc: dict[str, Any], name: str, required: bool = True) -> Any:
+    value = doc.get(name)
+    if value is None:
+        if required:
+            raise _missing(name)
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _wrong(name, "a non-empty string", value)
+    if len(value) > 128:
+        raise _Reject("bad_field", f"{name}: longer than 128 characters")
+    return value
+
+
+def _positive_int(doc: dict[str, Any], name: str, default: int | None = None) -> int:
+    value = doc.get(name)
+    if value is None:
+        if default is None:
+            raise _missing(name)
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _wrong(name, "an integer >= 1", value)
+    if value > 9999:
+        raise _Reject("bad_field", f"{name}: {value} is implausibly large (max 9999)")
+    return value
+
+
+def _enum(doc: dict[str, Any], name: str, allowed: frozenset[str], default: str | None) -> str:
+    value = doc.get(name)
+    if value is None:
+        if default is None:
+            raise _missing(name)
+        return default
+    if not isinstance(value, str) or value not in allowed:
+        raise _wrong(name, "one of " + ", ".join(sorted(allowed)), value)
+    return value
+
+
+@lru_cache(maxsize=16384)
+def _valid_date(value: str) -> bool:
+    try:
+        return date.fromisoformat(value).year >= 1900
+    except ValueError:
+        return False
+
+
+def _date(doc: dict[str, Any], name: str, required: bool = True) -> str | None:
+    value = doc.get(name)
+    if value is None:
+        if required:
+            raise _missing(name)
+        return None
+    if not isinstance(value, str) or not _DATE_SHAPE.fullmatch(value):
+        raise _wrong(name, "a date YYYY-MM-DD", value)
+    if not _valid_date(value):
+        raise _Reject("bad_date", f"{name}: {value} is not a calendar date")
+    return value
+
+
+def _hcpcs(doc: dict[str, Any], required: bool) -> str:
+    value = doc.get("hcpcs")
+    if value is None:
+        if required:
+            raise _missing("hcpcs")
+        return ""
+    if not isinstance(value, str) or not _HCPCS_SHAPE.fullmatch(value.upper()):
+        raise _wrong("hcpcs", "a 5-character CPT/HCPCS code", value)
+    return value.upper()
+
+
+def _modifiers(doc: dict[str, Any]) -> tuple[str, ...]:
+    value = doc.get("modifiers")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > 8:
+        raise _wrong("modifiers", "a list of at most 8 two-character strings", value)
+    modifiers = []
+    for item in value:
+        if not isinstance(item, str) or not _MODIFIER_SHAPE.fullmatch(item.upper()):
+            raise _wrong("modifiers", "two-character modifiers", item)
+        modifiers.append(item.upper())
+    return tuple(modifiers)
+
+
+def _pos(doc: dict[str, Any]) -> str | None:
+    value = doc.get("place_of_service")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _POS_SHAPE.fullmatch(value):
+        raise _wrong("place_of_service", "a 2-digit string", value)
+    return value
+
+
+def _diagnoses(doc: dict[str, Any]) -> tuple[str, ...]:
+    value = doc.get("diagnosis_codes")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > 32:
+        raise _wrong("diagnosis_codes", "a list of at most 32 ICD-10-CM codes", value)
+    normalized = []
+    for item in value:
+        if not isinstance(item, str):
+            raise _wrong("diagnosis_codes", "ICD-10-CM code strings", item)
+        code = item.replace(".", "").strip().upper()
+        if not _DX_SHAPE.fullmatch(code):
+            raise _wrong("diagnosis_codes", "ICD-10-CM codes like C44.91", item)
+        normalized.append(code)
+    return tuple(normalized)
+
+
+def _modality(doc: dict[str, Any]) -> str | None:
+    value = doc.get("modality")
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.upper() not in codes.EVENT_MODALITIES:
+        raise _wrong("modality", "one of " + ", ".join(sorted(codes.EVENT_MODALITIES)), value)
+    return value.upper()
+
+
+def _timestamp(doc: dict[str, Any], name: str) -> str | None:
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _wrong(name, "an RFC 3339 timestamp", value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _wrong(name, "an RFC 3339 timestamp", value) from None
+    if parsed.tzinfo is None:
+        raise _Reject("bad_field", f"{name}: timestamp needs a UTC offset or Z")
+    return value

@@ -1,0 +1,123 @@
+"""Payer profiles (SPEC 5): rules turned off, severity or CARC overridden, and
+whether the payer accepts 77387 billed professionally.
+
+File format (TOML)::
+
+    [default]                      # optional: applies to unknown payers
+    disabled_rules = []
+
+    [payer_types.medicaid]         # by payer_type
+    accepts_77387_professional = false
+
+    [payers."ACME-HEALTH"]         # by payer_id, wins over payer_type
+    disabled_rules = ["igrt-modality"]
+    accepts_77387_professional = true
+    [payers."ACME-HEALTH".overrides.igrt-without-fraction]
+    severity = "deny"
+    carc = "16"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class ProfileError(ValueError):
+    """A payer-profile file that cannot be used; the message says why."""
+
+
+class _Override(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    severity: Literal["deny", "review"] | None = None
+    carc: str | None = None
+
+
+class _ProfileDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    disabled_rules: list[str] = []
+    accepts_77387_professional: bool | None = None
+    overrides: dict[str, _Override] = {}
+
+
+class _ProfileFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    default: _ProfileDoc = _ProfileDoc()
+    payer_types: dict[Literal["medicare", "medicaid", "commercial", "other"], _ProfileDoc] = {}
+    payers: dict[str, _ProfileDoc] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    disabled_rules: frozenset[str] = frozenset()
+    severity: dict[str, str] = field(default_factory=dict)
+    carc: dict[str, str] = field(default_factory=dict)
+    accepts_77387_professional: bool | None = None  # None: by payer_type
+
+    def accepts_77387_pc(self, payer_type: str) -> bool:
+        if self.accepts_77387_professional is not None:
+            return self.accepts_77387_professional
+        return payer_type != "medicare"
+
+
+DEFAULT_PROFILE = Profile("default")
+
+
+def _profile(name: str, doc: _ProfileDoc, known_rules: frozenset[str]) -> Profile:
+    unknown = (set(doc.disabled_rules) | set(doc.overrides)) - known_rules
+    if unknown:
+        raise ProfileError(f"profile {name!r} names unknown rule ids: {', '.join(sorted(unknown))}")
+    return Profile(
+        name=name,
+        disabled_rules=frozenset(doc.disabled_rules),
+        severity={rid: o.severity for rid, o in doc.overrides.items() if o.severity},
+        carc={rid: o.carc for rid, o in doc.overrides.items() if o.carc},
+        accepts_77387_professional=doc.accepts_77387_professional,
+    )
+
+
+class ProfileBook:
+    """Resolves a line's payer to its profile: payer_id, then payer_type, then default."""
+
+    def __init__(
+        self,
+        by_payer: dict[str, Profile] | None = None,
+        by_type: dict[str, Profile] | None = None,
+        default: Profile = DEFAULT_PROFILE,
+    ) -> None:
+        self._by_payer = by_payer or {}
+        self._by_type = by_type or {}
+        self._default = default
+
+    def resolve(self, payer_id: str | None, payer_type: str) -> Profile:
+        if payer_id is not None and payer_id in self._by_payer:
+            return self._by_payer[payer_id]
+        return self._by_type.get(payer_type, self._default)
+
+    @classmethod
+    def load(cls, path: str | Path, known_rules: Iterable[str]) -> ProfileBook:
+        known = frozenset(known_rules)
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ProfileError(f"cannot read payer profiles {path}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ProfileError(f"payer profiles {path} is not valid TOML: {exc}") from None
+        try:
+            parsed = _ProfileFile.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ProfileError(f"payer profiles {path}: {problems}") from None
+        return cls(
+            by_payer={pid: _profile(pid, doc, known) for pid, doc in parsed.payers.items()},
+            by_type={pt: _profile(pt, doc, known) for pt, doc in parsed.payer_types.items()},
+            default=_profile("default", parsed.default, known),
+        )

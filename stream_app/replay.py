@@ -1,0 +1,148 @@
+"""`stream-app replay`: the engine over a JSON-lines file, no Kafka (SPEC 7)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, TextIO
+
+from .alerts import encode_alert, now_rfc3339
+from .engine import Engine, Transition
+from .events import ClaimLineEvent, Invalid, parse_event
+from .model import date_ordinal
+from .store import MemoryStore
+
+SWEEP_EVERY_DAYS = 7
+
+
+@dataclass
+class ReplaySummary:
+    lines_read: int = 0
+    events: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    invalid: Counter[str] = field(default_factory=Counter)
+    transitions: Counter[str] = field(default_factory=Counter)  # by status
+    open_alerts: dict[str, str] = field(default_factory=dict)  # alert_id -> rule_id
+    pruned_courses: int = 0
+    seconds: float = 0.0
+
+    def record(self, transition: Transition) -> None:
+        self.transitions[transition.status] += 1
+        line = transition.line
+        alert_id = f"{transition.spec.rule_id}:{line.patient_id}:{line.claim_id}:{line.line_number}"
+        if transition.status == "open":
+            self.open_alerts[alert_id] = transition.spec.rule_id
+        else:
+            self.open_alerts.pop(alert_id, None)
+
+    def render(self) -> str:
+        by_rule = Counter(self.open_alerts.values())
+        rate = self.lines_read / self.seconds if self.seconds else 0.0
+        parts = [
+            f"replay: {self.lines_read} lines read in {self.seconds:.2f}s ({rate:,.0f} lines/s)",
+            f"  events applied: {self.events} "
+            + " ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items())),
+            f"  invalid: {sum(self.invalid.values())} "
+            + " ".join(f"{k}={v}" for k, v in sorted(self.invalid.items())),
+            f"  alert messages: {sum(self.transitions.values())} "
+            + " ".join(f"{k}={v}" for k, v in sorted(self.transitions.items())),
+            f"  courses pruned from state: {self.pruned_courses}",
+            f"  open alerts: {len(self.open_alerts)}",
+        ]
+        parts.extend(f"    {rule_id}: {count}" for rule_id, count in sorted(by_rule.items()))
+        return "\n".join(parts)
+
+
+def read_lines(stream: BinaryIO) -> Iterator[bytes]:
+    for raw in stream:
+        yield raw.rstrip(b"\r\n")
+
+
+class Replay:
+    """Feeds events to an engine, prunes by the stream's watermark, and
+    closes every course at the end unless told not to."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        out: BinaryIO,
+        err: TextIO,
+        *,
+        close_at_end: bool = True,
+        fixed_time: str | None = None,
+        progress_seconds: float = 5.0,
+    ) -> None:
+        if not isinstance(engine.store, MemoryStore):
+            raise TypeError("replay runs on a MemoryStore")
+        self.engine = engine
+        self.store: MemoryStore = engine.store
+        self.out = out
+        self.err = err
+        self.close_at_end = close_at_end
+        self.fixed_time = fixed_time
+        self.progress_seconds = progress_seconds
+        self.summary = ReplaySummary()
+        self.watermark = ""
+        self._last_sweep = 0
+
+    def run(self, lines: Iterable[bytes]) -> ReplaySummary:
+        started = time.perf_counter()
+        next_progress = started + self.progress_seconds
+        for number, raw in enumerate(lines, start=1):
+            self.summary.lines_read = number
+            if not raw.strip():
+                continue
+            self.feed(raw, number)
+            if number % 4096 == 0 and time.perf_counter() >= next_progress:
+                elapsed = time.perf_counter() - started
+                self.err.write(f"replay: {number:,} lines, {number / elapsed:,.0f} lines/s\n")
+                self.err.flush()
+                next_progress = time.perf_counter() + self.progress_seconds
+        if self.close_at_end:
+            self.emit(self.engine.close_all(self.store.patient_ids()))
+        self.summary.seconds = time.perf_counter() - started
+        self.out.flush()
+        return self.summary
+
+    def feed(self, raw: bytes, number: int) -> None:
+        event = parse_event(raw)
+        if isinstance(event, Invalid):
+            self.summary.invalid[event.reason] += 1
+            self.err.write(f"replay: line {number}: invalid ({event.reason}): {event.detail}\n")
+            return
+        result = self.engine.apply(event)
+        self.summary.events += 1
+        self.summary.outcomes[result.outcome] += 1
+        self.emit(result.transitions)
+        event_date = (
+            event.line.date_of_service if isinstance(event, ClaimLineEvent) else event.date
+        )
+        if event_date > self.watermark:
+            self.watermark = event_date
+            self._maybe_sweep()
+
+    def _maybe_sweep(self) -> None:
+        day = date_ordinal(self.watermark)
+        if day - self._last_sweep < SWEEP_EVERY_DAYS:
+            return
+        self._last_sweep = day
+        for patient_id in self.store.patient_ids():
+            self.summary.pruned_courses += self.engine.prune(patient_id, self.watermark)
+
+    def emit(self, transitions: list[Transition]) -> None:
+        if not transitions:
+            return
+        detected_at = self.fixed_time or now_rfc3339()
+        write = self.out.write
+        for transition in transitions:
+            self.summary.record(transition)
+            write(encode_alert(transition, detected_at) + b"\n")
+
+
+def open_input(path: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    return open(path, "rb")  # noqa: SIM115 - closed by the caller

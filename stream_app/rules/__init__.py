@@ -1,0 +1,82 @@
+"""The rule registry: every rule of SPEC 6, one module per family.
+
+To add a rule: declare it with `@rule(...)` in its family's module (or a new
+module listed in FAMILIES), add its id to EXPECTED_RULE_IDS, and give it a
+table of fires / does-not-fire cases in tests/rules/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Final
+
+from . import bundling, components, deleted, modality, per_fraction, port_images
+from .base import FINAL, PROVISIONAL_UNTIL_CLOSED, DayView, Rule, RuleSpec, Violation
+
+__all__ = [
+    "FINAL", "PROVISIONAL_UNTIL_CLOSED", "DayView", "Rule", "RuleSpec", "Violation",
+    "RegistryError", "Registry", "load_registry", "EXPECTED_RULE_IDS",
+]
+
+FAMILIES: Final[tuple[ModuleType, ...]] = (
+    deleted, port_images, bundling, per_fraction, modality, components,
+)
+
+# SPEC 6, in the order of its table.
+EXPECTED_RULE_IDS: Final = (
+    "deleted-code",
+    "port-image-professional",
+    "port-image-units-per-day",
+    "port-image-frequency",
+    "port-image-with-igrt",
+    "port-image-with-verification-sim",
+    "port-image-modality",
+    "ct-guidance-with-simulation",
+    "igrt-tc-with-imrt",
+    "igrt-per-fraction",
+    "intrafraction-per-fraction",
+    "igrt-without-fraction",
+    "igrt-superficial-skin",
+    "igrt-modality",
+    "igrt-pc-modifier-hospital",
+    "ultrasound-guidance-hopps",
+    "igrt-77387-pc-not-accepted",
+    "igrt-tc-2026",
+)
+
+
+class RegistryError(RuntimeError):
+    """The rule set is not exactly the one the ruleset defines."""
+
+
+class Registry:
+    def __init__(self, rules: Iterable[Rule], expected: Iterable[str] = EXPECTED_RULE_IDS) -> None:
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        seen: dict[str, Rule] = {}
+        for declared in self.rules:
+            if declared.spec.rule_id in seen:
+                raise RegistryError(f"rule id declared twice: {declared.spec.rule_id}")
+            seen[declared.spec.rule_id] = declared
+        expected_ids = list(expected)
+        missing = [rid for rid in expected_ids if rid not in seen]
+        unknown = [rid for rid in seen if rid not in expected_ids]
+        if missing or unknown:
+            raise RegistryError(
+                f"rule registry does not match the ruleset: missing {missing}, unknown {unknown}"
+            )
+        order = {rid: index for index, rid in enumerate(expected_ids)}
+        self.rules = tuple(sorted(self.rules, key=lambda r: order[r.spec.rule_id]))
+        self.specs: dict[str, RuleSpec] = {r.spec.rule_id: r.spec for r in self.rules}
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(self.specs)
+
+
+def discover(families: Iterable[ModuleType] = FAMILIES) -> list[Rule]:
+    return [value for module in families for value in vars(module).values() if isinstance(value, Rule)]
+
+
+def load_registry() -> Registry:
+    return Registry(discover())

@@ -1,0 +1,175 @@
+"""Port images (77417): technical only, one unit per five fractions, never with
+IGRT or a verification simulation on the same day, and not for every modality."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from math import ceil
+
+from .. import codes
+from ..model import Line
+from . import citations
+from .base import (
+    FINAL,
+    PROVISIONAL_UNTIL_CLOSED,
+    DayView,
+    Violation,
+    evidence_of,
+    latest_excess,
+    modality_conflict,
+    plural,
+    rule,
+)
+
+
+@rule(
+    "port-image-professional",
+    title="Port images billed with a professional component",
+    severity="deny",
+    carc="4",
+    citation=citations.PORT_IMAGES_77417,
+    finality=FINAL,
+)
+def port_image_professional(day: DayView) -> Iterator[Violation]:
+    """77417 is technical only: modifier 26 is never billable on it."""
+    for line in day.coded(codes.PORT_IMAGE):
+        if codes.PC_MODIFIER in line.modifiers:
+            yield Violation(
+                "port-image-professional",
+                line.key,
+                "77417 port images have no professional component; modifier 26 is not billable",
+            )
+
+
+@rule(
+    "port-image-units-per-day",
+    title="More than one unit of port images on one day",
+    severity="deny",
+    carc="151",
+    citation=citations.STANDARDS_77417,
+    finality=FINAL,
+)
+def port_image_units_per_day(day: DayView) -> Iterator[Violation]:
+    """77417 is billable as a quantity of one, however many images were taken."""
+    port_lines = day.coded(codes.PORT_IMAGE)
+    total = sum(line.units for line in port_lines)
+    if total <= 1:
+        return
+    excess = latest_excess([(line.key, line.units) for line in port_lines], total - 1)
+    for line in port_lines:
+        if line.key in excess:
+            yield Violation(
+                "port-image-units-per-day",
+                line.key,
+                f"{plural(total, 'port-image unit')} on {day.date_of_service}; 1 allowed per day",
+                excess[line.key],
+                evidence_of(port_lines, exclude=line),
+            )
+
+
+@rule(
+    "port-image-frequency",
+    title="Port images billed more often than once per five fractions",
+    severity="deny",
+    carc="151",
+    citation=citations.STANDARDS_77417,
+    finality=PROVISIONAL_UNTIL_CLOSED,
+)
+def port_image_frequency(day: DayView) -> Iterator[Violation]:
+    """77417 may be billed once for each five fractions of the course: 14
+    fractions allow 2 units. Until the course closes the allowance is rounded
+    up, since later fractions may still be billed."""
+    by_course: dict[str, list[Line]] = {}
+    for line in day.coded(codes.PORT_IMAGE):
+        by_course.setdefault(line.course_id, []).append(line)
+    for course_id, lines_today in by_course.items():
+        course = day.course(course_id)
+        total = sum(units for *_, units in course.port_lines)
+        per = codes.FRACTIONS_PER_PORT_IMAGE
+        allowed = course.fractions // per if course.closed else ceil(course.fractions / per)
+        if total <= allowed:
+            continue
+        excess = latest_excess([((c, n), u) for _, c, n, u in course.port_lines], total - allowed)
+        for line in lines_today:
+            if line.key not in excess:
+                continue
+            evidence = tuple(
+                sorted(
+                    (claim, number, codes.PORT_IMAGE, date)
+                    for date, claim, number, _ in course.port_lines
+                    if (claim, number) != line.key
+                )
+            )
+            yield Violation(
+                "port-image-frequency",
+                line.key,
+                f"{plural(total, 'port-image unit')} for {plural(course.fractions, 'fraction')}; "
+                f"{allowed} allowed",
+                excess[line.key],
+                evidence,
+            )
+
+
+def _port_images_with(day: DayView, rule_id: str, other_code: str, other_name: str) -> Iterator[Violation]:
+    others = day.coded(other_code)
+    if not others:
+        return
+    for line in day.coded(codes.PORT_IMAGE):
+        yield Violation(
+            rule_id,
+            line.key,
+            f"77417 port images are not billable on the same day as {other_code} ({other_name}) "
+            f"for the same site",
+            None,
+            evidence_of(others),
+        )
+
+
+@rule(
+    "port-image-with-igrt",
+    title="Port images on the same day as IGRT",
+    severity="deny",
+    carc="97",
+    citation=citations.STANDARDS_77417,
+    finality=FINAL,
+)
+def port_image_with_igrt(day: DayView) -> Iterator[Violation]:
+    """Port images are not billable on the same date and site as 77387."""
+    return _port_images_with(day, "port-image-with-igrt", codes.IGRT, "IGRT")
+
+
+@rule(
+    "port-image-with-verification-sim",
+    title="Port images on the same day as a verification simulation",
+    severity="deny",
+    carc="97",
+    citation=citations.STANDARDS_77417,
+    finality=FINAL,
+)
+def port_image_with_verification_sim(day: DayView) -> Iterator[Violation]:
+    """Port images are not billable on the same date and site as 77280."""
+    return _port_images_with(
+        day, "port-image-with-verification-sim", codes.VERIFICATION_SIMULATION,
+        "verification simulation",
+    )
+
+
+@rule(
+    "port-image-modality",
+    title="Port images with a modality that does not allow them",
+    severity="deny",
+    carc="97",
+    citation=citations.STANDARDS_77417,
+    finality=PROVISIONAL_UNTIL_CLOSED,
+)
+def port_image_modality(day: DayView) -> Iterator[Violation]:
+    """Port images are not billable for brachytherapy, electron beam, IORT, SBRT or SRS."""
+    allowed = codes.ALLOWED_MODALITIES[codes.PORT_IMAGE]
+    for line in day.coded(codes.PORT_IMAGE):
+        modalities = day.line_modalities(line)
+        if modality_conflict(modalities, allowed):
+            yield Violation(
+                "port-image-modality",
+                line.key,
+                f"77417 port images are not billable with {'/'.join(sorted(modalities))} delivery",
+            )
