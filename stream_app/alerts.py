@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson

@@ -33,6 +33,15 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("worker", help="run the Kafka stream processor (settings from env)")
 
+    publish = commands.add_parser("publish", help="send a JSON-lines file to the input topic")
+    publish.add_argument("path", nargs="?", default="-")
+    publish.add_argument("--rate", type=float, help="lines per second (default: as fast as possible)")
+    publish.add_argument("--stamp", action="store_true", help="set received_at to the send time")
+
+    follow = commands.add_parser("alerts", help="print alerts from the alerts topic")
+    follow.add_argument("--idle", type=float, help="stop after this many seconds without alerts")
+    follow.add_argument("--json", action="store_true", help="print raw JSON lines")
+
     generate = commands.add_parser("generate", help="write a synthetic claim-line stream")
     generate.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -56,6 +65,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .worker import run_worker
 
         return run_worker()
+    if args.command in ("publish", "alerts"):
+        return _kafka_client(args)
     if args.command == "generate":
         from .synth import main as synth_main
 
@@ -102,6 +113,37 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     if not args.quiet:
         print(summary.render(), file=sys.stderr)
+    return 0
+
+
+def _kafka_client(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import orjson
+
+    from .kafkaio import follow_alerts, print_alert, publish
+    from .replay import open_input, read_lines
+    from .settings import WorkerSettings
+
+    settings = WorkerSettings()
+    if args.command == "publish":
+        with open_input(args.path) as stream:
+            sent = asyncio.run(publish(settings, read_lines(stream), rate=args.rate, stamp=args.stamp))
+        print(f"stream-app: published {sent} lines to {settings.input_topic}", file=sys.stderr)
+        return 0
+
+    def show(alert: dict[str, object]) -> None:
+        if args.json:
+            sys.stdout.write(orjson.dumps(alert).decode() + "\n")
+            sys.stdout.flush()
+        else:
+            print_alert(alert)
+
+    try:
+        count = asyncio.run(follow_alerts(settings, show, idle_seconds=args.idle))
+    except KeyboardInterrupt:
+        return 0
+    print(f"stream-app: {count} alert messages", file=sys.stderr)
     return 0
 
 

@@ -95,6 +95,30 @@ class Engine:
             transitions.extend(work.finish())
         return transitions
 
+    def restate(self, event: Event) -> list[Transition]:
+        """The current alert messages of the event's scope, sequences unchanged.
+
+        After a crash an event can be in state already while its alerts never
+        reached the topic; re-sending the current state is harmless to a
+        consumer that folds by alert_id, and makes sure nothing is lost.
+        """
+        if isinstance(event, CourseEndEvent):
+            work = _Work(self, event.patient_id)
+            ref = CourseRef(event.course_id, event.site)
+            days = [(ref.site, d) for d in work.course(ref).dates]
+        else:
+            work = _Work(self, event.line.patient_id)
+            location = self.store.get_location(
+                (event.line.patient_id, event.line.claim_id, event.line.line_number)
+            )
+            if location is None:
+                return []
+            days = [(location.site, location.date_of_service)]
+        transitions: list[Transition] = []
+        for site, day_date in days:
+            transitions.extend(work.restate_day(site, day_date))
+        return transitions
+
     def prune(self, patient_id: str, stream_watermark: str) -> int:
         """Drop closed courses far behind the stream; returns how many."""
         patient = self.store.get_patient(patient_id)
@@ -124,6 +148,7 @@ class Engine:
             for key in gone:
                 del day.lines[key]
                 day.memos.pop(key, None)
+                day.voided.pop(key, None)
                 self.store.del_location((patient_id, *key))
             if day.lines:
                 self.store.put_day(day_key, day)
@@ -166,6 +191,10 @@ class Engine:
         return Result("processed", work.finish())
 
 
+def _resolved_message(spec: RuleSpec, line: Line) -> str:
+    return f"resolved: {spec.title.lower()} no longer applies to {line.hcpcs} on {line.date_of_service}"
+
+
 class _CourseSnapshot(NamedTuple):
     facts: tuple[frozenset[str], bool]
     fractions: int
@@ -188,7 +217,6 @@ class _Work:
         self.courses: dict[CourseRef, CourseState] = {}
         self.snapshots: dict[CourseRef, _CourseSnapshot] = {}
         self.to_evaluate: set[tuple[str, str]] = set()  # (site, date)
-        self.departed: dict[LineKey, Line] = {}
         self.views: dict[CourseRef, CourseView] = {}
         self.dirty_days: set[tuple[str, str]] = set()
         self.dirty_courses: set[CourseRef] = set()
@@ -216,6 +244,7 @@ class _Work:
     def add(self, line: Line) -> None:
         day = self.day(line.site, line.date_of_service)
         day.lines[line.key] = line
+        day.voided.pop(line.key, None)
         self.to_evaluate.add((line.site, line.date_of_service))
         self.dirty_days.add((line.site, line.date_of_service))
         self.dirty_courses.add(line.course_ref)
@@ -235,8 +264,8 @@ class _Work:
         self.to_evaluate.add((line.site, line.date_of_service))
         self.dirty_days.add((line.site, line.date_of_service))
         self.dirty_courses.add(line.course_ref)
-        if departing:
-            self.departed[line.key] = line
+        if departing and line.key in day.memos:
+            day.voided[line.key] = line
         course = self.course(line.course_ref)
         remaining = course.dates.get(line.date_of_service, 0) - 1
         if remaining > 0:
@@ -267,6 +296,7 @@ class _Work:
         """A corrected line changed day: its alert memos follow it."""
         old_day = self.day(old.site, old.date_of_service)
         memos = old_day.memos.pop(line.key, None)
+        old_day.voided.pop(line.key, None)
         self.to_evaluate.add((old.site, old.date_of_service))
         self.dirty_days.add((old.site, old.date_of_service))
         if memos:
@@ -354,8 +384,32 @@ class _Work:
             profile=lambda line: engine.profile_of(line.payer_id, line.payer_type),
         )
 
-    def _evaluate_day(self, site: str, day_date: str) -> list[Transition]:
+    def restate_day(self, site: str, day_date: str) -> list[Transition]:
         day = self.day(site, day_date)
+        current = self._violations(site, day_date, day)
+        specs = self.engine.registry.specs
+        transitions: list[Transition] = []
+        for key, memos in day.memos.items():
+            line = day.lines.get(key) or day.voided.get(key)
+            if line is None:
+                continue
+            profile = self.engine.profile_of(line.payer_id, line.payer_type)
+            for rule_id, memo in memos.items():
+                spec = specs[rule_id]
+                violation = current.get(key, {}).get(rule_id)
+                if memo.is_open:
+                    message = violation.message if violation else spec.title
+                    status = "open"
+                else:
+                    message = _resolved_message(spec, line)
+                    status = "resolved"
+                transitions.append(Transition(
+                    spec, line, status, memo.finality, memo.excess_units, memo.evidence,
+                    message, memo.sequence, profile,
+                ))
+        return transitions
+
+    def _violations(self, site: str, day_date: str, day: DayState) -> dict[LineKey, dict[str, Violation]]:
         current: dict[LineKey, dict[str, Violation]] = {}
         if day.lines:
             view = self._day_view(site, day_date, day)
@@ -365,6 +419,11 @@ class _Work:
                     if violation.rule_id in view.profile(line).disabled_rules:
                         continue
                     current.setdefault(violation.key, {})[violation.rule_id] = violation
+        return current
+
+    def _evaluate_day(self, site: str, day_date: str) -> list[Transition]:
+        day = self.day(site, day_date)
+        current = self._violations(site, day_date, day)
         transitions: list[Transition] = []
         for key in current.keys() | day.memos.keys():
             transitions.extend(self._diff(day, key, current.get(key, {})))
@@ -372,8 +431,8 @@ class _Work:
 
     def _diff(self, day: DayState, key: LineKey, violations: dict[str, Violation]) -> list[Transition]:
         memos = day.memos.get(key, {})
-        line = day.lines.get(key) or self.departed.get(key)
-        if line is None:  # only resolved tombstones can be left without their line
+        line = day.lines.get(key) or day.voided.get(key)
+        if line is None:  # only resolved memos can be left without their line
             return []
         profile = self.engine.profile_of(line.payer_id, line.payer_type)
         specs = self.engine.registry.specs
@@ -400,8 +459,7 @@ class _Work:
                 updated[rule_id] = memo._replace(sequence=memo.sequence + 1, is_open=False)
                 transitions.append(Transition(
                     spec, line, "resolved", memo.finality, memo.excess_units, memo.evidence,
-                    f"resolved: {spec.title.lower()} no longer applies to {line.hcpcs} "
-                    f"on {line.date_of_service}",
+                    _resolved_message(spec, line),
                     memo.sequence + 1, profile,
                 ))
         if transitions:
@@ -412,7 +470,7 @@ class _Work:
         pid = self.patient_id
         for site, day_date in self.dirty_days:
             day = self.days[(site, day_date)]
-            if day.lines or day.memos:
+            if day.lines or day.memos or day.voided:
                 self.store.put_day((pid, site, day_date), day)
             else:
                 self.store.del_day((pid, site, day_date))

@@ -145,4 +145,4 @@ class Replay:
 def open_input(path: str) -> BinaryIO:
     if path == "-":
         return sys.stdin.buffer
-    return open(path, "rb")  # noqa: SIM115 - closed by the caller
+    return open(path, "rb")

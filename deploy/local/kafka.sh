@@ -14,6 +14,7 @@
 #   KAFKA_STATE_DIR        default <repo>/.cache/kafka-run (config, data, log, pid)
 #   KAFKA_WAIT_SECONDS     default 90
 #   KAFKA_HEAP_OPTS        default "-Xmx768m -Xms256m"
+#   LOG4J_VERSION          slf4j->log4j2 binding version, default 2.24.3
 #   JAVA_HOME / JAVA, MVN  java and maven executables
 set -euo pipefail
 
@@ -23,14 +24,15 @@ KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_WAIT_SECONDS="${KAFKA_WAIT_SECONDS:-90}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx768m -Xms256m}"
-LOG4J_VERSION="${LOG4J_VERSION:-2.24.3}"   # slf4j->log4j2 binding; Kafka 4.x ships slf4j 1.7 + log4j2 2.24
+LOG4J_VERSION="${LOG4J_VERSION:-2.24.3}"   # for log4j-slf4j-impl: Kafka 4.0-4.4 all use slf4j 1.7
 HOST=127.0.0.1
 
 CACHE="$ROOT/.cache/kafka/$KAFKA_VERSION"
 LIB="$CACHE/lib"
 M2="$ROOT/.cache/m2"
 STATE="${KAFKA_STATE_DIR:-$ROOT/.cache/kafka-run}"
-[[ "$STATE" = /* ]] || STATE="$PWD/$STATE"   # java runs with other cwd-relative paths; keep it absolute
+# Absolute: it ends up in server.properties and is matched against the broker's command line.
+[[ "$STATE" = /* ]] || STATE="$PWD/$STATE"
 PIDFILE="$STATE/kafka.pid"
 LOGFILE="$STATE/kafka.log"
 CONFIG="$STATE/server.properties"
@@ -172,13 +174,23 @@ topics() {  # topics TIMEOUT_MS ARGS...
 
 # ---------------------------------------------------------------- process state
 
+# Zombies count as dead: under a PID 1 that does not reap orphans, kill -0
+# keeps succeeding on a broker that has already exited.
+alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    [[ -r /proc/$1/stat ]] || return 0
+    local stat
+    stat=$(<"/proc/$1/stat")
+    [[ "${stat##*) }" != Z* ]]
+}
+
 # Prints the pid if our broker for $STATE is alive. Checks the command line too,
 # so a stale pid file whose pid got reused does not count as "running".
 running_pid() {
     local pid
     [[ -f "$PIDFILE" ]] || return 1
     pid=$(<"$PIDFILE")
-    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
     if [[ -r /proc/$pid/cmdline ]]; then
         tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF "$CONFIG" || return 1
     fi
@@ -235,14 +247,14 @@ format_storage() {
         cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
     done
     log "formatting storage in $DATA (cluster id $cid)"
-    run_tool kafka.tools.StorageTool format -t "$cid" -c "$CONFIG" >&2 \
-        || die "storage format failed"
+    local out
+    out=$(run_tool kafka.tools.StorageTool format -t "$cid" -c "$CONFIG" 2>&1) \
+        || { printf '%s\n' "$out" >&2; die "storage format failed"; }
 }
 
 cmd_wait() {
-    local t0 deadline pid
+    local t0 pid
     t0=$(now)
-    deadline=$((SECONDS + KAFKA_WAIT_SECONDS))
     while :; do
         if [[ -f "$PIDFILE" ]] && ! running_pid >/dev/null; then
             log_tail; die "broker process exited (state dir $STATE)"
@@ -251,7 +263,7 @@ cmd_wait() {
         if port_open "$KAFKA_PORT" && topics 5000 --list >/dev/null 2>&1; then
             break
         fi
-        if ((SECONDS >= deadline)); then
+        if awk -v a="$t0" -v b="$(now)" -v w="$KAFKA_WAIT_SECONDS" 'BEGIN { exit !(b - a >= w) }'; then
             log_tail; die "broker on $HOST:$KAFKA_PORT not ready after ${KAFKA_WAIT_SECONDS}s"
         fi
         sleep 0.5
@@ -298,11 +310,11 @@ cmd_stop() {
     if pid=$(running_pid); then
         log "stopping broker (pid $pid)"
         kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$pid" 2>/dev/null; then
+        for _ in $(seq 300); do alive "$pid" || break; sleep 0.1; done
+        if alive "$pid"; then
             log "still alive after 30s, sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
-            while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+            while alive "$pid"; do sleep 0.1; done
         fi
         log "stopped"
     else
@@ -320,7 +332,8 @@ cmd_stop() {
 cmd_status() {
     local pid
     if pid=$(running_pid); then
-        echo "running (pid $pid, $HOST:$KAFKA_PORT, state $STATE)"
+        # Report the port the broker was started with, not the current $KAFKA_PORT.
+        echo "running (pid $pid, $(sed -n 's|^advertised.listeners=PLAINTEXT://||p' "$CONFIG"), state $STATE)"
     else
         echo "stopped"
         return 1

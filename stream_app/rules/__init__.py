@@ -15,8 +15,16 @@ from . import bundling, components, deleted, modality, per_fraction, port_images
 from .base import FINAL, PROVISIONAL_UNTIL_CLOSED, DayView, Rule, RuleSpec, Violation
 
 __all__ = [
-    "FINAL", "PROVISIONAL_UNTIL_CLOSED", "DayView", "Rule", "RuleSpec", "Violation",
-    "RegistryError", "Registry", "load_registry", "EXPECTED_RULE_IDS",
+    "EXPECTED_RULE_IDS",
+    "FINAL",
+    "PROVISIONAL_UNTIL_CLOSED",
+    "DayView",
+    "Registry",
+    "RegistryError",
+    "Rule",
+    "RuleSpec",
+    "Violation",
+    "load_registry",
 ]
 
 FAMILIES: Final[tuple[ModuleType, ...]] = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .. import codes
+from ..model import Line
 from . import citations
 from .base import (
     PROVISIONAL_UNTIL_CLOSED,
@@ -18,7 +19,7 @@ from .base import (
 )
 
 
-def _delivery_lines(day: DayView) -> list:
+def _delivery_lines(day: DayView) -> list[Line]:
     return [line for line in day.lines if line.fractions() > 0]
 
 

@@ -1,0 +1,49 @@
+"""Worker settings, read from the environment (SPEC 8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAM_APP_", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        "localhost:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "STREAM_APP_BOOTSTRAP_SERVERS"),
+    )
+    input_topic: str = "claim-lines"
+    alerts_topic: str = "igrt-alerts"
+    dlq_topic: str = "claim-lines-dlq"
+    partitions: int = Field(8, ge=1, le=1024)
+    id: str = "stream-app"
+    store: str = "rocksdb://"
+    data_dir: Path = Path("./data")
+    web_port: int = Field(6066, ge=0, le=65535)
+    web_bind: str = "0.0.0.0"
+    payer_profiles: Path | None = None
+    course_idle_days: int = Field(45, ge=1)
+    retain_days: int = Field(120, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Kafka security (SASL/TLS); plain text by default.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: Path | None = None
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if not value.startswith(("rocksdb://", "memory://")):
+            raise ValueError("STREAM_APP_STORE must be rocksdb:// or memory://")
+        return value
+
+    @property
+    def broker_urls(self) -> list[str]:
+        return [f"kafka://{host.strip()}" for host in self.bootstrap_servers.split(",") if host.strip()]

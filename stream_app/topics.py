@@ -1,0 +1,75 @@
+"""Creating the worker's topics when they are missing (SPEC 8)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from .settings import WorkerSettings
+
+log = logging.getLogger("stream_app.topics")
+TOPIC_MAX_MESSAGE_BYTES = str(4 * 1024 * 1024)
+
+
+class TopicSetupError(RuntimeError):
+    """The broker could not be reached or refused to create a topic."""
+
+
+def admin_kwargs(settings: WorkerSettings) -> dict[str, object]:
+    kwargs: dict[str, object] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+        "request_timeout_ms": 15000,
+    }
+    if settings.security_protocol.startswith("SASL"):
+        kwargs.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_password,
+        )
+    if settings.security_protocol.endswith("SSL"):
+        import ssl
+
+        kwargs["ssl_context"] = ssl.create_default_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+        )
+    return kwargs
+
+
+def repartition_topic(settings: WorkerSettings) -> str:
+    """The internal topic that carries input re-keyed by patient."""
+    return f"{settings.id}-claims-by-patient"
+
+
+async def ensure_topics(settings: WorkerSettings, timeout: float = 30.0) -> list[str]:
+    """Create the input, alerts, dead-letter and re-key topics if missing; returns those created."""
+    admin = AIOKafkaAdminClient(**admin_kwargs(settings))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        raise TopicSetupError(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {type(exc).__name__}: {exc}"
+        ) from None
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [settings.input_topic, settings.alerts_topic, settings.dlq_topic,
+                  repartition_topic(settings)]
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics([
+                    NewTopic(name, settings.partitions, 1,
+                             topic_configs={"max.message.bytes": TOPIC_MAX_MESSAGE_BYTES})
+                    for name in missing
+                ])
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created topics: %s", ", ".join(missing))
+        return missing
+    except KafkaError as exc:
+        raise TopicSetupError(f"cannot create topics: {type(exc).__name__}: {exc}") from None
+    finally:
+        await admin.close()

@@ -1,0 +1,215 @@
+"""`stream-app worker`: the engine as a Faust stream processor on Kafka.
+
+This layer only moves data: it re-keys input by patient, reads and writes the
+tables through `FaustStore`, calls the engine and sends the alerts. Every
+decision is the engine's, so the worker and `stream-app replay` agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from . import metrics
+from .alerts import encode_alert, now_rfc3339
+from .engine import Engine, EngineSettings, Transition
+from .events import ClaimLineEvent, Invalid, parse_event
+from .faust_store import FaustStore
+from .profiles import ProfileBook, ProfileError
+from .rules import load_registry
+from .settings import WorkerSettings
+from .topics import TopicSetupError, ensure_topics, repartition_topic
+
+log = logging.getLogger("stream_app.worker")
+
+# Outcomes after which a redelivered event may have lost its alerts in a crash.
+_ALREADY_APPLIED = frozenset({"duplicate", "void_unknown", "course_end"})
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
+    app = faust.App(
+        settings.id,
+        broker=settings.broker_urls,
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_bind,
+        web_enabled=True,
+        autodiscover=False,
+        producer_max_request_size=MAX_MESSAGE_BYTES,
+        consumer_max_fetch_size=MAX_MESSAGE_BYTES,
+        processing_guarantee=settings.processing_guarantee,
+        broker_credentials=_credentials(settings),
+        table_cleanup_interval=3600.0,
+        logging_config=None,
+        # Every topic and table carries bytes that we encode ourselves.
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    setup_prometheus_sensors(app, name_prefix="faust")
+
+    def raw_topic(name: str, **extra: Any) -> Any:
+        return app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw",
+            value_serializer="raw", partitions=settings.partitions, **extra,
+        )
+
+    def raw_table(name: str) -> Any:
+        # bytes key and value types make Faust use its raw codec for the table.
+        return app.Table(
+            name, default=None, partitions=settings.partitions, key_type=bytes, value_type=bytes,
+        )
+
+    input_topic = raw_topic(settings.input_topic)
+    alerts_topic = raw_topic(settings.alerts_topic)
+    dlq_topic = raw_topic(settings.dlq_topic)
+    by_patient = raw_topic(repartition_topic(settings))
+    store = FaustStore(
+        patients=raw_table("patients"), courses=raw_table("courses"),
+        days=raw_table("days"), locations=raw_table("locations"),
+    )
+    engine = Engine(
+        store, load_registry(), profiles,
+        EngineSettings(course_idle_days=settings.course_idle_days, retain_days=settings.retain_days),
+    )
+    # Offsets below the end of a partition at assignment may have been
+    # processed before a crash (see Engine.restate).
+    recovery_until: dict[Any, int] = {}
+
+    @app.on_partitions_assigned.connect
+    async def _remember_highwaters(sender: Any, assigned: Any, **_: Any) -> None:
+        ours = [tp for tp in assigned if tp.topic == by_patient.get_topic_name()]
+        if not ours:
+            return
+        try:
+            highwaters = await app.consumer.highwaters(*ours)
+        except Exception as exc:  # noqa: BLE001 - degrade to no restating
+            log.warning("could not read partition end offsets: %s", type(exc).__name__)
+            return
+        recovery_until.update(highwaters)
+
+    async def dead_letter(key: bytes | None, raw: bytes, invalid: Invalid, source: str) -> None:
+        metrics.LINES.labels("invalid").inc()
+        metrics.DEAD_LETTERS.labels(invalid.reason).inc()
+        await dlq_topic.send(
+            key=key, value=raw,
+            headers=[("reason", invalid.reason.encode()), ("detail", invalid.detail.encode()),
+                     ("source", source.encode())],
+        )
+
+    @app.agent(input_topic)
+    async def ingest(stream: Any) -> None:
+        async for event in stream.events():
+            raw = bytes(event.value) if event.value is not None else b""
+            parsed = parse_event(raw)
+            message = event.message
+            if isinstance(parsed, Invalid):
+                source = f"{message.topic}:{message.partition}:{message.offset}"
+                await dead_letter(event.key, raw, parsed, source)
+                continue
+            patient_id = parsed.line.patient_id if isinstance(parsed, ClaimLineEvent) else parsed.patient_id
+            await by_patient.send(key=patient_id.encode(), value=raw)
+
+    @app.agent(by_patient)
+    async def evaluate(stream: Any) -> None:
+        async for event in stream.events():
+            parsed = parse_event(event.value)
+            if isinstance(parsed, Invalid):  # only if someone writes to our internal topic
+                await dead_letter(event.key, event.value, parsed, "internal")
+                continue
+            started = time.perf_counter()
+            result = engine.apply(parsed)
+            transitions = result.transitions
+            message = event.message
+            if not transitions and result.outcome in _ALREADY_APPLIED and (
+                message.offset < recovery_until.get(message.tp, -1)
+            ):
+                transitions = engine.restate(parsed)
+            metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
+            metrics.LINES.labels(_outcome_label(result.outcome)).inc()
+            await send_alerts(transitions, parsed)
+
+    async def send_alerts(transitions: list[Transition], parsed: Any) -> None:
+        if not transitions:
+            return
+        detected_at = now_rfc3339()
+        for transition in transitions:
+            await alerts_topic.send(
+                key=transition.line.claim_id.encode(), value=encode_alert(transition, detected_at),
+            )
+            metrics.ALERT_TRANSITIONS.labels(
+                transition.spec.rule_id, transition.status, transition.finality
+            ).inc()
+        received_at = getattr(getattr(parsed, "line", parsed), "received_at", None)
+        if received_at:
+            lag = (datetime.now(UTC) - datetime.fromisoformat(received_at)).total_seconds()
+            metrics.INTAKE_LAG_SECONDS.observe(max(lag, 0.0))
+
+    return app
+
+
+def _outcome_label(outcome: str) -> str:
+    return {"void_unknown": "void", "course_end": "processed"}.get(outcome, outcome)
+
+
+def _credentials(settings: WorkerSettings) -> Any:
+    if not settings.security_protocol.startswith("SASL"):
+        if settings.security_protocol == "SSL":
+            import ssl
+
+            return faust.SSLCredentials(
+                ssl.create_default_context(
+                    cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+                )
+            )
+        return None
+    ssl_context = None
+    if settings.security_protocol == "SASL_SSL":
+        import ssl
+
+        ssl_context = ssl.create_default_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+        )
+    return faust.SASLCredentials(
+        username=settings.sasl_username, password=settings.sasl_password,
+        mechanism=settings.sasl_mechanism, ssl_context=ssl_context,
+    )
+
+
+def run_worker() -> int:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = WorkerSettings()
+    except Exception as exc:  # pydantic's message names the variable
+        print(f"stream-app worker: bad settings: {exc}", file=sys.stderr)
+        return 2
+    registry = load_registry()
+    profiles = ProfileBook()
+    if settings.payer_profiles:
+        try:
+            profiles = ProfileBook.load(settings.payer_profiles, registry.ids)
+        except ProfileError as exc:
+            print(f"stream-app worker: {exc}", file=sys.stderr)
+            return 2
+    try:
+        asyncio.run(ensure_topics(settings))
+    except TopicSetupError as exc:
+        print(f"stream-app worker: {exc}", file=sys.stderr)
+        return 3
+    app = build_app(settings, profiles)
+    worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False)
+    worker.execute_from_commandline()
+    return 0

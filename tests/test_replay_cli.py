@@ -1,0 +1,146 @@
+"""`stream-app replay` end to end, as a subprocess (SPEC 7)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from helpers import cl, delivery
+
+REPO = Path(__file__).resolve().parents[1]
+FIXED = "2024-06-01T00:00:00.000Z"
+
+# 4 fractions and 1 port image: allowed ceil(4/5) = 1 while open, floor(4/5) = 0 closed.
+EVENTS = [
+    delivery("D", 1, "2024-03-04"),
+    delivery("D", 2, "2024-03-05"),
+    delivery("D", 3, "2024-03-06"),
+    delivery("D", 4, "2024-03-07"),
+    cl("A", 1, "77417", "2024-03-07"),
+    cl("B", 1, "77387", "2024-03-09", mods=["26"]),  # no fraction that day: provisional
+    cl("C", 1, "0197T", "2015-02-02", patient="P2"),  # deleted code: final at once
+]
+
+
+def replay(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stream_app", "replay", *args],
+        input=stdin, capture_output=True, cwd=REPO, timeout=120, check=False,
+    )
+
+
+def alerts(stdout: bytes) -> list[dict]:
+    return [json.loads(line) for line in stdout.decode().splitlines()]
+
+
+def fold(messages: list[dict]) -> dict[str, dict]:
+    latest = {m["alert_id"]: m for m in messages}
+    return {k: v for k, v in latest.items() if v["status"] == "open"}
+
+
+@pytest.fixture
+def events_file(tmp_path):
+    lines = [orjson.dumps(e) for e in EVENTS]
+    lines.insert(2, b'{"claim_id": "X", "line_num')  # line 3 of the file: truncated
+    lines.insert(5, orjson.dumps({**EVENTS[0], "units": 0}))  # line 6: units 0
+    lines.insert(6, b"")  # a blank line is skipped silently
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_replay_writes_alerts_to_stdout_and_a_summary_to_stderr(events_file):
+    done = replay(str(events_file), "--fixed-time", FIXED)
+    assert done.returncode == 0, done.stderr
+    messages = alerts(done.stdout)
+    assert messages and all(m["detected_at"] == FIXED for m in messages)
+    for m in messages:
+        assert m["alert_id"] == f"{m['rule_id']}:{m['patient_id']}:{m['claim_id']}:{m['line_number']}"
+        assert m["ruleset"] == "evolent-igrt-2024.04"
+    open_ = fold(messages)
+    assert {aid: (a["finality"], a["excess_units"]) for aid, a in open_.items()} == {
+        "port-image-frequency:P1:A:1": ("final", 1),
+        "igrt-without-fraction:P1:B:1": ("final", None),
+        "deleted-code:P2:C:1": ("final", None),
+    }
+    err = done.stderr.decode()
+    assert "line 3: invalid (not_json)" in err
+    assert "line 6: invalid (bad_field)" in err and "units" in err
+    assert "invalid: 2" in err
+    assert "open alerts: 3" in err
+    assert b"replay:" not in done.stdout
+
+
+def test_sequences_increase_per_alert_in_output_order(events_file):
+    messages = alerts(replay(str(events_file)).stdout)
+    last: dict[str, int] = {}
+    for m in messages:
+        assert m["sequence"] > last.get(m["alert_id"], 0)
+        last[m["alert_id"]] = m["sequence"]
+
+
+def test_no_close_at_end_leaves_provisional_alerts_provisional(events_file):
+    done = replay(str(events_file), "--no-close-at-end")
+    assert done.returncode == 0, done.stderr
+    open_ = fold(alerts(done.stdout))
+    assert {aid: a["finality"] for aid, a in open_.items()} == {
+        "igrt-without-fraction:P1:B:1": "provisional",
+        "deleted-code:P2:C:1": "final",
+    }
+
+
+def test_stdin_with_dash(events_file):
+    from_file = replay(str(events_file), "--fixed-time", FIXED, "--quiet")
+    from_stdin = replay("-", "--fixed-time", FIXED, "--quiet", stdin=events_file.read_bytes())
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert from_stdin.stdout == from_file.stdout
+    assert from_stdin.stdout
+
+
+def test_missing_file_fails_with_a_clear_message(tmp_path):
+    missing = tmp_path / "nope.jsonl"
+    done = replay(str(missing))
+    assert done.returncode != 0
+    err = done.stderr.decode()
+    assert str(missing) in err and "cannot read" in err
+    assert "Traceback" not in err
+    assert done.stdout == b""
+
+
+@pytest.mark.parametrize("content, words", [
+    pytest.param("[payers.X\ndisabled_rules = [", ["not valid TOML"], id="not-toml"),
+    pytest.param('[payers."X"]\ndisabled_rules = ["no-such-rule"]\n', ["no-such-rule"],
+                 id="unknown-rule-id"),
+    pytest.param('[payers."X"]\nseverity = "deny"\n', ["severity"], id="unknown-key"),
+    pytest.param('[payers."X".overrides.igrt-modality]\nseverity = "block"\n', ["severity"],
+                 id="bad-severity"),
+])
+def test_bad_payer_profile_fails_at_start(events_file, tmp_path, content, words):
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text(content)
+    done = replay(str(events_file), "--payer-profiles", str(profiles))
+    assert done.returncode != 0
+    assert done.stdout == b""
+    err = done.stderr.decode()
+    assert err.startswith("stream-app:") and "profile" in err and "Traceback" not in err
+    for word in words:
+        assert word in err
+
+
+def test_missing_payer_profile_file_fails_at_start(events_file, tmp_path):
+    done = replay(str(events_file), "--payer-profiles", str(tmp_path / "absent.toml"))
+    assert done.returncode != 0 and done.stdout == b""
+    assert "absent.toml" in done.stderr.decode()
+
+
+def test_good_payer_profile_is_applied(events_file, tmp_path):
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text('[payer_types.other]\ndisabled_rules = ["deleted-code"]\n'
+                        '[payer_types.other.overrides.igrt-without-fraction]\ncarc = "16"\n')
+    done = replay(str(events_file), "--payer-profiles", str(profiles))
+    assert done.returncode == 0, done.stderr
+    open_ = fold(alerts(done.stdout))
+    assert "deleted-code:P2:C:1" not in open_
+    assert open_["igrt-without-fraction:P1:B:1"]["carc"] == "16"
