@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Sequence
 
 from .codes import RULESET
@@ -132,7 +133,10 @@ def _kafka_client(args: argparse.Namespace) -> int:
         print(f"stream-app: published {sent} lines to {settings.input_topic}", file=sys.stderr)
         return 0
 
+    latest: dict[str, dict[str, object]] = {}
+
     def show(alert: dict[str, object]) -> None:
+        latest[str(alert["alert_id"])] = alert
         if args.json:
             sys.stdout.write(orjson.dumps(alert).decode() + "\n")
             sys.stdout.flush()
@@ -140,10 +144,15 @@ def _kafka_client(args: argparse.Namespace) -> int:
             print_alert(alert)
 
     try:
-        count = asyncio.run(follow_alerts(settings, show, idle_seconds=args.idle))
+        asyncio.run(follow_alerts(settings, show, idle_seconds=args.idle))
     except KeyboardInterrupt:
-        return 0
-    print(f"stream-app: {count} alert messages", file=sys.stderr)
+        pass
+    open_by_rule = Counter(
+        str(a["rule_id"]) for a in latest.values() if a["status"] == "open"
+    )
+    print(f"stream-app: {len(latest)} alerts seen, {sum(open_by_rule.values())} open", file=sys.stderr)
+    for rule_id, count in sorted(open_by_rule.items()):
+        print(f"  {rule_id}: {count}", file=sys.stderr)
     return 0
 
 

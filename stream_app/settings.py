@@ -35,6 +35,8 @@ class WorkerSettings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: str | None = None
     ssl_cafile: Path | None = None
+    # A crashed worker's partitions move to the others after this long.
+    session_timeout_seconds: float = Field(10.0, gt=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
 
     @field_validator("store")

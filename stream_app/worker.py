@@ -51,6 +51,8 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         processing_guarantee=settings.processing_guarantee,
         broker_credentials=_credentials(settings),
         table_cleanup_interval=3600.0,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
         logging_config=None,
         # Every topic and table carries bytes that we encode ourselves.
         key_serializer="raw",
@@ -123,18 +125,28 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     @app.agent(by_patient)
     async def evaluate(stream: Any) -> None:
         async for event in stream.events():
-            parsed = parse_event(event.value)
+            raw = bytes(event.value) if event.value is not None else b""
+            parsed = parse_event(raw)
             if isinstance(parsed, Invalid):  # only if someone writes to our internal topic
-                await dead_letter(event.key, event.value, parsed, "internal")
+                await dead_letter(event.key, raw, parsed, "internal")
                 continue
             started = time.perf_counter()
-            result = engine.apply(parsed)
-            transitions = result.transitions
-            message = event.message
-            if not transitions and result.outcome in _ALREADY_APPLIED and (
-                message.offset < recovery_until.get(message.tp, -1)
-            ):
-                transitions = engine.restate(parsed)
+            try:
+                result = engine.apply(parsed)
+                transitions = result.transitions
+                message = event.message
+                if not transitions and result.outcome in _ALREADY_APPLIED and (
+                    message.offset < recovery_until.get(message.tp, -1)
+                ):
+                    transitions = engine.restate(parsed)
+            except Exception as exc:  # noqa: BLE001 - one bad event must not stop the stream
+                # No traceback text: exception messages can carry claim data.
+                log.error("engine failed on an event (%s); sent to the dead-letter topic",
+                          type(exc).__name__)
+                await dead_letter(
+                    event.key, raw, Invalid("engine_error", type(exc).__name__), "engine",
+                )
+                continue
             metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
             metrics.LINES.labels(_outcome_label(result.outcome)).inc()
             await send_alerts(transitions, parsed)

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The main job on one machine: a local Kafka broker, a stream-app worker and
+# the sample stream; alerts are printed as they arrive. Ctrl-C stops it all.
+# Non-interactive runs (no terminal) stop after DEMO_IDLE seconds without alerts.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+BIN="${VENV:-.venv}/bin"
+export KAFKA_PORT="${KAFKA_PORT:-9092}" KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+export KAFKA_STATE_DIR="${KAFKA_STATE_DIR:-$ROOT/.cache/demo-kafka}"
+export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT"
+export STREAM_APP_DATA_DIR="${STREAM_APP_DATA_DIR:-$ROOT/.cache/demo-data}"
+export STREAM_APP_WEB_PORT="${STREAM_APP_WEB_PORT:-6066}"
+SAMPLE="${1:-examples/sample-claims.jsonl}"
+WORKER_LOG="$ROOT/.cache/demo-worker.log"
+worker_pid=""
+
+cleanup() {
+  trap - INT TERM EXIT
+  echo "demo: stopping" >&2
+  if [[ -n "$worker_pid" ]] && kill -0 "$worker_pid" 2>/dev/null; then
+    kill -TERM "$worker_pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$worker_pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$worker_pid" 2>/dev/null || true
+  fi
+  bash deploy/local/kafka.sh stop --wipe >/dev/null 2>&1 || true
+}
+trap cleanup INT TERM EXIT
+
+# A fresh broker and worker state each run, so only this run's alerts show.
+bash deploy/local/kafka.sh stop --wipe >/dev/null 2>&1 || true
+rm -rf "$STREAM_APP_DATA_DIR"
+mkdir -p "$ROOT/.cache"
+bash deploy/local/kafka.sh start
+
+echo "demo: starting worker (log: $WORKER_LOG, metrics: http://127.0.0.1:$STREAM_APP_WEB_PORT/metrics)" >&2
+"$BIN/stream-app" worker >"$WORKER_LOG" 2>&1 &
+worker_pid=$!
+for _ in $(seq 1 120); do
+  grep -q "Worker ready" "$WORKER_LOG" 2>/dev/null && break
+  kill -0 "$worker_pid" 2>/dev/null || { echo "demo: worker exited; see $WORKER_LOG" >&2; tail -20 "$WORKER_LOG" >&2; exit 1; }
+  sleep 0.5
+done
+
+"$BIN/stream-app" publish "$SAMPLE"
+if [[ -t 1 ]]; then
+  echo "demo: alerts as they arrive (Ctrl-C to stop)" >&2
+  "$BIN/stream-app" alerts || true
+else
+  "$BIN/stream-app" alerts --idle "${DEMO_IDLE:-15}"
+fi

@@ -1,0 +1,251 @@
+"""Drives a real broker and real `stream-app worker` processes for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from stream_app.alerts import fold
+from stream_app.engine import Engine
+from stream_app.kafkaio import publish
+from stream_app.replay import Replay
+from stream_app.settings import WorkerSettings
+from stream_app.store import MemoryStore
+from stream_app.topics import repartition_topic
+
+ROOT = Path(__file__).resolve().parents[2]
+KAFKA_SH = ROOT / "deploy" / "local" / "kafka.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    port: int
+    controller_port: int
+    state_dir: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "KAFKA_STATE_DIR": str(self.state_dir),
+        }
+
+    def run(self, *args: str, timeout: float = 180) -> None:
+        subprocess.run(["bash", str(KAFKA_SH), *args], env=self.env(), check=True, timeout=timeout)
+
+    def start(self) -> None:
+        self.run("start")
+
+    def stop(self, wipe: bool = False) -> None:
+        self.run("stop", *(["--wipe"] if wipe else []))
+
+
+@dataclass
+class Deployment:
+    """One isolated set of topics and one consumer group on the broker."""
+
+    broker: Broker
+    data_root: Path
+    name: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
+    partitions: int = 8
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> WorkerSettings:
+        return WorkerSettings(**self._settings_kwargs())
+
+    def _settings_kwargs(self) -> dict[str, Any]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
+            "input_topic": f"{self.name}-claim-lines",
+            "alerts_topic": f"{self.name}-igrt-alerts",
+            "dlq_topic": f"{self.name}-claim-lines-dlq",
+            "partitions": self.partitions,
+            "id": f"{self.name}-app",
+        }
+
+    def worker_env(self, index: int) -> dict[str, str]:
+        s = self.settings
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
+            "STREAM_APP_INPUT_TOPIC": s.input_topic,
+            "STREAM_APP_ALERTS_TOPIC": s.alerts_topic,
+            "STREAM_APP_DLQ_TOPIC": s.dlq_topic,
+            "STREAM_APP_PARTITIONS": str(s.partitions),
+            "STREAM_APP_ID": s.id,
+            "STREAM_APP_DATA_DIR": str(self.data_root / f"worker{index}"),
+            "STREAM_APP_WEB_PORT": str(free_port()),
+            "STREAM_APP_WEB_BIND": "127.0.0.1",
+            **self.extra_env,
+        }
+
+    def start_worker(self, index: int = 0, wait: bool = True) -> WorkerProcess:
+        env = self.worker_env(index)
+        log_path = self.data_root / f"worker{index}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")  # noqa: SIM115 - owned by the WorkerProcess
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream_app", "worker"], env=env, stdout=log,
+            stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+        worker = WorkerProcess(process, log_path, int(env["STREAM_APP_WEB_PORT"]), log)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    def publish(self, lines: Iterable[bytes], rate: float | None = None) -> int:
+        return asyncio.run(publish(self.settings, lines, rate=rate))
+
+    def read_topic(self, topic: str) -> list[Any]:
+        return asyncio.run(_read_all(self.broker.bootstrap, topic))
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return [orjson.loads(record.value) for record in self.read_topic(self.settings.alerts_topic)]
+
+    def wait_caught_up(self, timeout: float = 300, settle: float = 2.0) -> None:
+        """Until the group has consumed everything on the input and re-key topics."""
+        deadline = time.monotonic() + timeout
+        topics = [self.settings.input_topic, repartition_topic(self.settings)]
+        while time.monotonic() < deadline:
+            lag = asyncio.run(_group_lag(self.broker.bootstrap, self.settings.id, topics))
+            if lag == 0:
+                time.sleep(settle)
+                if asyncio.run(_group_lag(self.broker.bootstrap, self.settings.id, topics)) == 0:
+                    return
+            time.sleep(1.0)
+        raise TimeoutError(f"worker group did not catch up in {timeout}s (lag {lag})")
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    web_port: int
+    _log: Any
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if b"Worker ready" in self.log_path.read_bytes():
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited {self.process.returncode}:\n{self.tail()}")
+            time.sleep(0.3)
+        raise TimeoutError(f"worker not ready in {timeout}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+        self._log.close()
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+        return self.process.returncode
+
+
+async def _read_all(bootstrap: str, topic: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+        auto_offset_reset="earliest", isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[Any] = []
+        while any(await _position(consumer, tp) < ends[tp] for tp in tps):
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10000)
+            for part in batch.values():
+                records.extend(part)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    return int(await consumer.position(tp))
+
+
+async def _group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        await consumer.force_metadata_update()
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = await consumer.end_offsets(tps)
+        lag = 0
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag += max(ends[tp] - done, 0)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def replay_alerts(lines: Iterable[bytes], close_at_end: bool = False) -> list[dict[str, Any]]:
+    import io
+
+    out = io.BytesIO()
+    Replay(Engine(MemoryStore()), out, io.StringIO(), close_at_end=close_at_end).run(lines)
+    return [orjson.loads(line) for line in out.getvalue().splitlines()]
+
+
+def comparable(alerts: Iterable[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    """Folded open alerts, without the fields that legitimately differ per run."""
+    return {
+        alert_id: (a["rule_id"], a["finality"], a["excess_units"], a["severity"], a["carc"],
+                   tuple(tuple(sorted(e.items())) for e in a["evidence"]), a["hcpcs"],
+                   a["date_of_service"])
+        for alert_id, a in fold(alerts).items()
+    }

@@ -1,0 +1,121 @@
+"""The worker on a real Kafka broker: same alerts as replay, dead letters,
+recovery after SIGKILL, and a group of two workers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stream_app.synth import generate_lines
+
+from .harness import Deployment, comparable, replay_alerts
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "examples" / "sample-claims.jsonl"
+
+
+def sample_lines() -> list[bytes]:
+    return [line for line in SAMPLE.read_bytes().splitlines() if line.strip()]
+
+
+def generated(patients: int, seed: int) -> list[bytes]:
+    return list(generate_lines(patients=patients, seed=seed))
+
+
+def assert_same_as_replay(deployment: Deployment, lines: list[bytes]) -> None:
+    expected = comparable(replay_alerts(lines, close_at_end=False))
+    actual = comparable(deployment.alerts())
+    missing = expected.keys() - actual.keys()
+    extra = actual.keys() - expected.keys()
+    differ = [k for k in expected.keys() & actual.keys() if expected[k] != actual[k]]
+    assert not missing and not extra and not differ, (
+        f"{len(missing)} missing, {len(extra)} extra, {len(differ)} differ; e.g. "
+        f"{sorted(missing)[:3]} {sorted(extra)[:3]} {[(k, expected[k], actual[k]) for k in differ[:2]]}"
+    )
+    assert expected, "the stream should produce open alerts"
+
+
+def test_sample_and_generated_stream_match_replay(deployment: Deployment) -> None:
+    lines = sample_lines() + generated(patients=500, seed=7)
+    assert len(lines) >= 50_000
+    worker = deployment.start_worker()
+    try:
+        deployment.publish(lines)
+        deployment.wait_caught_up()
+        assert_same_as_replay(deployment, lines)
+    finally:
+        assert worker.stop() == 0, worker.tail()
+
+
+def test_bad_input_goes_to_dead_letters_and_the_worker_goes_on(deployment: Deployment) -> None:
+    good = orjson.dumps({
+        "claim_id": "DLQ-1", "line_number": 1, "patient_id": "P-DLQ", "course_id": "K",
+        "site": "prostate", "date_of_service": "2025-05-05", "hcpcs": "77417",
+        "modifiers": ["26"], "claim_type": "professional",
+    })
+    bad = [
+        b"{not json",
+        orjson.dumps({"claim_id": "X", "line_number": "one"}),
+        b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}',
+        orjson.dumps({"kind": "claim_snapshot", "patient_id": "P"}),
+    ]
+    worker = deployment.start_worker()
+    try:
+        deployment.publish([*bad, good])
+        deployment.wait_caught_up()
+        dead = deployment.read_topic(deployment.settings.dlq_topic)
+        reasons = sorted(dict(r.headers)["reason"].decode() for r in dead)
+        assert reasons == ["bad_field", "not_json", "too_large", "unknown_kind"]
+        assert sorted(r.value for r in dead) == sorted(bad)
+        alerts = deployment.alerts()
+        assert [a["rule_id"] for a in alerts] == ["port-image-professional"]
+        assert worker.process.poll() is None
+    finally:
+        worker.stop()
+
+
+def test_sigkill_mid_stream_loses_nothing(deployment: Deployment) -> None:
+    lines = sample_lines() + generated(patients=300, seed=11)
+    worker = deployment.start_worker()
+    deployment.publish(lines[: len(lines) // 2])
+    time.sleep(3)  # let it process part of the first half
+    worker.kill()
+    deployment.publish(lines[len(lines) // 2 :])
+    worker = deployment.start_worker()
+    try:
+        deployment.wait_caught_up()
+        assert_same_as_replay(deployment, lines)
+    finally:
+        worker.stop()
+
+
+def test_two_workers_one_stopped_mid_stream(deployment: Deployment) -> None:
+    lines = sample_lines() + generated(patients=300, seed=13)
+    first = deployment.start_worker(0)
+    second = deployment.start_worker(1)
+    try:
+        deployment.publish(lines[: len(lines) // 2])
+        time.sleep(3)
+        assert second.stop() == 0
+        deployment.publish(lines[len(lines) // 2 :])
+        deployment.wait_caught_up()
+        assert_same_as_replay(deployment, lines)
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.parametrize("store", ["memory://"])
+def test_memory_store_is_allowed(deployment: Deployment, store: str) -> None:
+    deployment.extra_env["STREAM_APP_STORE"] = store
+    lines = sample_lines()
+    worker = deployment.start_worker()
+    try:
+        deployment.publish(lines)
+        deployment.wait_caught_up()
+        assert_same_as_replay(deployment, lines)
+    finally:
+        worker.stop()
