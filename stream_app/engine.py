@@ -216,7 +216,8 @@ class _Work:
         self.days: dict[tuple[str, str], DayState] = {}
         self.courses: dict[CourseRef, CourseState] = {}
         self.snapshots: dict[CourseRef, _CourseSnapshot] = {}
-        self.to_evaluate: set[tuple[str, str]] = set()  # (site, date)
+        # (site, date) -> rule ids to re-run there; None: every rule
+        self.to_evaluate: dict[tuple[str, str], frozenset[str] | None] = {}
         self.views: dict[CourseRef, CourseView] = {}
         self.dirty_days: set[tuple[str, str]] = set()
         self.dirty_courses: set[CourseRef] = set()
@@ -245,7 +246,7 @@ class _Work:
         day = self.day(line.site, line.date_of_service)
         day.lines[line.key] = line
         day.voided.pop(line.key, None)
-        self.to_evaluate.add((line.site, line.date_of_service))
+        self.evaluate(line.site, line.date_of_service)
         self.dirty_days.add((line.site, line.date_of_service))
         self.dirty_courses.add(line.course_ref)
         course = self.course(line.course_ref)
@@ -261,7 +262,7 @@ class _Work:
     def remove(self, line: Line, *, departing: bool) -> None:
         day = self.day(line.site, line.date_of_service)
         del day.lines[line.key]
-        self.to_evaluate.add((line.site, line.date_of_service))
+        self.evaluate(line.site, line.date_of_service)
         self.dirty_days.add((line.site, line.date_of_service))
         self.dirty_courses.add(line.course_ref)
         if departing and line.key in day.memos:
@@ -297,7 +298,7 @@ class _Work:
         old_day = self.day(old.site, old.date_of_service)
         memos = old_day.memos.pop(line.key, None)
         old_day.voided.pop(line.key, None)
-        self.to_evaluate.add((old.site, old.date_of_service))
+        self.evaluate(old.site, old.date_of_service)
         self.dirty_days.add((old.site, old.date_of_service))
         if memos:
             self.day(line.site, line.date_of_service).memos[line.key] = memos
@@ -313,15 +314,17 @@ class _Work:
         for ref, course in list(self.courses.items()):
             before = self.snapshots[ref]
             after = _snapshot(course)
+            registry = self.engine.registry
             if after.facts != before.facts:
-                self._evaluate_course(ref, course.dates)
-            elif after.port_lines != before.port_lines or (
+                self._evaluate_course(ref, course.dates, registry.course_fact_rules)
+            if after.port_lines != before.port_lines or (
                 after.port_lines and after.fractions != before.fractions
             ):
-                self._evaluate_course(ref, {d for d, _ in course.port_lines.values()})
+                port_days = {d for d, _ in course.port_lines.values()}
+                self._evaluate_course(ref, port_days, registry.port_unit_rules)
         transitions: list[Transition] = []
-        for site, day_date in sorted(self.to_evaluate):
-            evaluated = self._evaluate_day(site, day_date)
+        for (site, day_date), only in sorted(self.to_evaluate.items()):
+            evaluated = self._evaluate_day(site, day_date, only)
             if evaluated:
                 self.dirty_days.add((site, day_date))
                 transitions.extend(evaluated)
@@ -339,8 +342,18 @@ class _Work:
                 self.patient.courses[ref] = status._replace(closed=closed)
                 self._evaluate_course(ref, self.course(ref).dates)
 
-    def _evaluate_course(self, ref: CourseRef, dates: Iterable[str]) -> None:
-        self.to_evaluate.update((ref.site, day_date) for day_date in dates)
+    def evaluate(self, site: str, day_date: str, only: frozenset[str] | None = None) -> None:
+        key = (site, day_date)
+        if key in self.to_evaluate:
+            held = self.to_evaluate[key]
+            only = None if held is None or only is None else held | only
+        self.to_evaluate[key] = only
+
+    def _evaluate_course(
+        self, ref: CourseRef, dates: Iterable[str], only: frozenset[str] | None = None
+    ) -> None:
+        for day_date in dates:
+            self.evaluate(ref.site, day_date, only)
 
     def course_view(self, course_id: str, site: str) -> CourseView:
         ref = CourseRef(course_id, site)
@@ -409,11 +422,15 @@ class _Work:
                 ))
         return transitions
 
-    def _violations(self, site: str, day_date: str, day: DayState) -> dict[LineKey, dict[str, Violation]]:
+    def _violations(
+        self, site: str, day_date: str, day: DayState, only: frozenset[str] | None = None
+    ) -> dict[LineKey, dict[str, Violation]]:
         current: dict[LineKey, dict[str, Violation]] = {}
         if day.lines:
             view = self._day_view(site, day_date, day)
-            for declared in self.engine.registry.rules:
+            for declared in self.engine.registry.for_codes(view.by_code):
+                if only is not None and declared.spec.rule_id not in only:
+                    continue
                 for violation in declared.check(view):
                     line = day.lines[violation.key]
                     if violation.rule_id in view.profile(line).disabled_rules:
@@ -421,15 +438,23 @@ class _Work:
                     current.setdefault(violation.key, {})[violation.rule_id] = violation
         return current
 
-    def _evaluate_day(self, site: str, day_date: str) -> list[Transition]:
+    def _evaluate_day(
+        self, site: str, day_date: str, only: frozenset[str] | None
+    ) -> list[Transition]:
         day = self.day(site, day_date)
-        current = self._violations(site, day_date, day)
+        current = self._violations(site, day_date, day, only)
         transitions: list[Transition] = []
         for key in current.keys() | day.memos.keys():
-            transitions.extend(self._diff(day, key, current.get(key, {})))
+            transitions.extend(self._diff(day, key, current.get(key, {}), only))
         return transitions
 
-    def _diff(self, day: DayState, key: LineKey, violations: dict[str, Violation]) -> list[Transition]:
+    def _diff(
+        self,
+        day: DayState,
+        key: LineKey,
+        violations: dict[str, Violation],
+        only: frozenset[str] | None,
+    ) -> list[Transition]:
         memos = day.memos.get(key, {})
         line = day.lines.get(key) or day.voided.get(key)
         if line is None:  # only resolved memos can be left without their line
@@ -454,6 +479,8 @@ class _Work:
                 violation.message, sequence, profile,
             ))
         for rule_id, memo in memos.items():
+            if only is not None and rule_id not in only:
+                continue
             if memo.is_open and rule_id not in violations:
                 spec = specs[rule_id]
                 updated[rule_id] = memo._replace(sequence=memo.sequence + 1, is_open=False)

@@ -24,10 +24,10 @@ ACTIONS: Final = frozenset({"upsert", "void"})
 KINDS: Final = frozenset({"claim_line", "course_end"})
 SCHEMA_VERSIONS: Final = frozenset({1})
 
-_DATE_SHAPE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_SHAPE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _HCPCS_SHAPE: Final = re.compile(r"[0-9A-Z]{5}")
 _MODIFIER_SHAPE: Final = re.compile(r"[0-9A-Z]{2}")
-_POS_SHAPE: Final = re.compile(r"\d{2}")
+_POS_SHAPE: Final = re.compile(r"[0-9]{2}")
 _DX_SHAPE: Final = re.compile(r"[A-Z][0-9A-Z]{2,6}")
 
 

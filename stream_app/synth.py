@@ -581,10 +581,14 @@ def _pick(course: _Course, days: Sequence[int]) -> int | None:
 
 
 def _v_port_units(c: _Course) -> bool:
-    day = _pick(c, c.port_days)
-    if day is None:
+    """Two units on one port-image day; the unit of the port day before it is
+    not billed, so the course total stays within one per five fractions."""
+    if not c.port_days:
         return False
-    c.guidance_docs(day, "77417")[0]["units"] = 2
+    at = c.rng.randrange(len(c.port_days))
+    c.guidance_docs(c.port_days[at], "77417")[0]["units"] = 2
+    if at > 0:
+        c.remove(c.guidance_docs(c.port_days[at - 1], "77417")[0])
     return True
 
 
@@ -682,23 +686,19 @@ def _v_ultrasound_institutional(c: _Course) -> bool:
 
 
 def _v_hospital_missing_26(c: _Course) -> bool:
-    if not c.hospital:
+    """The physician bills 77014 from the hospital without modifier 26 (and the
+    hospital bills no technical guidance that day, so only the 26 is wrong)."""
+    if not c.hospital or c.family not in _CT_ALLOWED:
         return False
-    candidates = [doc for d in c.fraction_days for doc in c.pc_guidance(d)
-                  if doc["hcpcs"] != "G6001"]
-    if not candidates:
+    days = [d for d in c.fraction_days if c.pc_guidance(d)]
+    day = _pick(c, days)
+    if day is None:
         return False
-    # Prefer a line whose missing 26 trips nothing else (no TC line that day).
-    quiet = [doc for doc in candidates if doc["hcpcs"] != "77387"
-             and not [o for _, _, o in c.docs_on(_day_of(doc))
-                      if o["claim_type"] == INST and o["hcpcs"] in ("77387", "77014", "G6002")]]
-    doc = c.rng.choice(quiet or candidates)
-    doc["modifiers"] = []
+    order = c.order_of(c.pc_guidance(day)[0])
+    for doc in c.guidance_docs(day, "77014", "77387", "G6001", "G6002"):
+        c.remove(doc)
+    c.line(day, "77014", PROF, [], order=order)
     return True
-
-
-def _day_of(doc: Doc) -> int:
-    return date.fromisoformat(doc["date_of_service"]).toordinal()
 
 
 def _v_deleted_77421(c: _Course) -> bool:
@@ -774,7 +774,8 @@ def _v_port_with_verification_sim(c: _Course) -> bool:
 
 
 def _v_port_modality(c: _Course) -> bool:
-    if c.family in _PORT_ALLOWED or c.family == FBRACHY:
+    # Five fractions or more, so that the one unit is within the frequency.
+    if c.family in _PORT_ALLOWED or c.family == FBRACHY or c.n_fractions < 5:
         return False
     day = _pick(c, c.fraction_days)
     if day is None:
@@ -794,7 +795,7 @@ def _v_superficial_skin(c: _Course) -> bool:
 
 
 def _v_guidance_modality(c: _Course) -> bool:
-    day = _pick(c, c.fraction_days or c.session_days)
+    day = _pick(c, c.fraction_days)
     if day is None:
         return False
     if c.family == FPBT:
@@ -803,7 +804,7 @@ def _v_guidance_modality(c: _Course) -> bool:
         code = "G6001"
     elif c.family == F2D:
         code = "G6002"
-    elif c.family in (FSBRT, FBRACHY, FELECTRON):
+    elif c.family in (FSBRT, FELECTRON):
         code = "77014"
     else:
         return False
@@ -1178,6 +1179,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--"]:  # `stream-app generate -- --patients 5`
+        argv = argv[1:]
     args = _parser().parse_args(argv)
     if args.patients < 0:
         print("stream-app generate: --patients must be >= 0", file=sys.stderr)

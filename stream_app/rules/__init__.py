@@ -76,6 +76,24 @@ class Registry:
         order = {rid: index for index, rid in enumerate(expected_ids)}
         self.rules = tuple(sorted(self.rules, key=lambda r: order[r.spec.rule_id]))
         self.specs: dict[str, RuleSpec] = {r.spec.rule_id: r.spec for r in self.rules}
+        self._for_codes: dict[frozenset[str], tuple[Rule, ...]] = {}
+        self.by_code: dict[str, tuple[Rule, ...]] = {}
+        for declared in self.rules:
+            for code in declared.spec.applies_to:
+                self.by_code[code] = (*self.by_code.get(code, ()), declared)
+        self.course_fact_rules = frozenset(r.spec.rule_id for r in self.rules if r.spec.course_facts)
+        self.port_unit_rules = frozenset(r.spec.rule_id for r in self.rules if r.spec.port_units)
+
+    def for_codes(self, billed: Iterable[str]) -> tuple[Rule, ...]:
+        """The rules that can alert on a day billing these codes, in registry order."""
+        key = frozenset(billed)
+        found = self._for_codes.get(key)
+        if found is None:
+            ids = {rule.spec.rule_id for code in key for rule in self.by_code.get(code, ())}
+            found = tuple(rule for rule in self.rules if rule.spec.rule_id in ids)
+            if len(self._for_codes) < 4096:
+                self._for_codes[key] = found
+        return found
 
     @property
     def ids(self) -> tuple[str, ...]:

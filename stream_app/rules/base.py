@@ -24,6 +24,9 @@ class RuleSpec:
     citation: str  # heading of the standard's section the rule comes from
     finality: Literal["final", "provisional"]  # "provisional": until the course closes
     doc: str
+    applies_to: frozenset[str]  # codes of the lines the rule can alert on
+    course_facts: bool  # reads the course's modalities or diagnoses
+    port_units: bool  # reads the course's fractions and port-image units
 
 
 class Violation(NamedTuple):
@@ -89,12 +92,23 @@ def rule(
     carc: str,
     citation: str,
     finality: Literal["final", "provisional"],
+    applies_to: Iterable[str],
+    course_facts: bool = False,
+    port_units: bool = False,
 ) -> Callable[[CheckFn], Rule]:
-    """Declare a rule; the function's docstring says what it checks."""
+    """Declare a rule; the function's docstring says what it checks.
+
+    `applies_to` lists the codes of the lines the rule can alert on: the
+    engine runs a rule only on days that bill one of them.
+    """
 
     def declare(check: CheckFn) -> Rule:
         doc = (check.__doc__ or "").strip()
-        return Rule(RuleSpec(rule_id, title, severity, carc, citation, finality, doc), check)
+        spec = RuleSpec(
+            rule_id, title, severity, carc, citation, finality, doc, frozenset(applies_to),
+            course_facts, port_units,
+        )
+        return Rule(spec, check)
 
     return declare
 

@@ -16,6 +16,7 @@ from .base import FINAL, DayView, Violation, evidence_of, rule
     carc="97",
     citation=citations.CBCT_77014,
     finality=FINAL,
+    applies_to=[codes.CT_GUIDANCE],
 )
 def ct_guidance_with_simulation(day: DayView) -> Iterator[Violation]:
     """77014 billed with a simulation (77280-77290) is a bundled part of the simulation."""
@@ -40,6 +41,7 @@ def ct_guidance_with_simulation(day: DayView) -> Iterator[Violation]:
     carc="97",
     citation=citations.IGRT_77387,
     finality=FINAL,
+    applies_to=[codes.IGRT],
 )
 def igrt_tc_with_imrt(day: DayView) -> Iterator[Violation]:
     """The technical component of 77387 is bundled with IMRT delivery

@@ -18,6 +18,7 @@ _PC_REQUIRED_IN_HOSPITAL = (codes.CT_GUIDANCE, codes.IGRT, codes.STEREOSCOPIC)
     carc="4",
     citation=citations.CBCT_77014,
     finality=FINAL,
+    applies_to=_PC_REQUIRED_IN_HOSPITAL,
 )
 def igrt_pc_modifier_hospital(day: DayView) -> Iterator[Violation]:
     """A physician billing professionally from a hospital outpatient department
@@ -44,6 +45,7 @@ def igrt_pc_modifier_hospital(day: DayView) -> Iterator[Violation]:
     carc="97",
     citation=citations.ULTRASOUND_G6001,
     finality=FINAL,
+    applies_to=[codes.ULTRASOUND],
 )
 def ultrasound_guidance_hopps(day: DayView) -> Iterator[Violation]:
     """Under HOPPS the technical component of G6001 is bundled with the delivery codes."""
@@ -64,6 +66,7 @@ def ultrasound_guidance_hopps(day: DayView) -> Iterator[Violation]:
     carc="96",
     citation=citations.IGRT_77387,
     finality=FINAL,
+    applies_to=[codes.IGRT],
 )
 def igrt_77387_pc_not_accepted(day: DayView) -> Iterator[Violation]:
     """Before 2026 some payers (Medicare by default) do not accept 77387-26;
@@ -90,6 +93,7 @@ def igrt_77387_pc_not_accepted(day: DayView) -> Iterator[Violation]:
     carc="97",
     citation=citations.IGRT_77387,
     finality=FINAL,
+    applies_to=[codes.IGRT],
 )
 def igrt_tc_2026(day: DayView) -> Iterator[Violation]:
     """From 2026-01-01 77387 is professional only; a technical component

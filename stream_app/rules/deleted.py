@@ -16,6 +16,7 @@ from .base import FINAL, DayView, Violation, rule
     carc="181",
     citation=citations.STANDARD,
     finality=FINAL,
+    applies_to=codes.DELETED_CODES,
 )
 def deleted_code(day: DayView) -> Iterator[Violation]:
     """76950, 77421 and 0197T were deleted in 2015 and replaced by 77387; 77385,

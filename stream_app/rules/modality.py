@@ -27,6 +27,8 @@ _GUIDANCE_WITH_MODALITIES = (codes.IGRT, codes.ULTRASOUND, codes.STEREOSCOPIC, c
     carc="50",
     citation=citations.STANDARDS_77387,
     finality=FINAL,
+    applies_to=_SKIN_GUIDANCE,
+    course_facts=True,
 )
 def igrt_superficial_skin(day: DayView) -> Iterator[Violation]:
     """77387 and G6001 are not medically necessary when superficial radiation
@@ -56,6 +58,8 @@ def igrt_superficial_skin(day: DayView) -> Iterator[Violation]:
     carc="50",
     citation=citations.STANDARDS_77387,
     finality=PROVISIONAL_UNTIL_CLOSED,
+    applies_to=_GUIDANCE_WITH_MODALITIES,
+    course_facts=True,
 )
 def igrt_modality(day: DayView) -> Iterator[Violation]:
     """77387 goes with 2DCRT, 3DCRT, IMRT, PBT and superficial; G6001 with

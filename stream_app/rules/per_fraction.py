@@ -30,6 +30,7 @@ def _delivery_lines(day: DayView) -> list[Line]:
     carc="151",
     citation=citations.STANDARDS_77387,
     finality=PROVISIONAL_UNTIL_CLOSED,
+    applies_to=codes.LOCALIZATION_CODES,
 )
 def igrt_per_fraction(day: DayView) -> Iterator[Violation]:
     """One IGRT procedure is allowed per external-beam fraction: on a day with
@@ -69,6 +70,7 @@ def igrt_per_fraction(day: DayView) -> Iterator[Violation]:
     carc="151",
     citation=citations.INTRAFRACTION_G6017,
     finality=PROVISIONAL_UNTIL_CLOSED,
+    applies_to=[codes.INTRAFRACTION],
 )
 def intrafraction_per_fraction(day: DayView) -> Iterator[Violation]:
     """G6017 is billed per fraction of treatment: its units on a day may not
@@ -98,6 +100,7 @@ def intrafraction_per_fraction(day: DayView) -> Iterator[Violation]:
     carc="107",
     citation=citations.STANDARDS_77387,
     finality=PROVISIONAL_UNTIL_CLOSED,
+    applies_to=codes.IGRT_NEEDING_FRACTION,
 )
 def igrt_without_fraction(day: DayView) -> Iterator[Violation]:
     """77387, G6001, G6002 and G6017 guide an external-beam fraction; billed on

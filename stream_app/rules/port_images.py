@@ -29,6 +29,7 @@ from .base import (
     carc="4",
     citation=citations.PORT_IMAGES_77417,
     finality=FINAL,
+    applies_to=[codes.PORT_IMAGE],
 )
 def port_image_professional(day: DayView) -> Iterator[Violation]:
     """77417 is technical only: modifier 26 is never billable on it."""
@@ -48,6 +49,7 @@ def port_image_professional(day: DayView) -> Iterator[Violation]:
     carc="151",
     citation=citations.STANDARDS_77417,
     finality=FINAL,
+    applies_to=[codes.PORT_IMAGE],
 )
 def port_image_units_per_day(day: DayView) -> Iterator[Violation]:
     """77417 is billable as a quantity of one, however many images were taken."""
@@ -74,6 +76,8 @@ def port_image_units_per_day(day: DayView) -> Iterator[Violation]:
     carc="151",
     citation=citations.STANDARDS_77417,
     finality=PROVISIONAL_UNTIL_CLOSED,
+    applies_to=[codes.PORT_IMAGE],
+    port_units=True,
 )
 def port_image_frequency(day: DayView) -> Iterator[Violation]:
     """77417 may be billed once for each five fractions of the course: 14
@@ -132,6 +136,7 @@ def _port_images_with(day: DayView, rule_id: str, other_code: str, other_name: s
     carc="97",
     citation=citations.STANDARDS_77417,
     finality=FINAL,
+    applies_to=[codes.PORT_IMAGE],
 )
 def port_image_with_igrt(day: DayView) -> Iterator[Violation]:
     """Port images are not billable on the same date and site as 77387."""
@@ -145,6 +150,7 @@ def port_image_with_igrt(day: DayView) -> Iterator[Violation]:
     carc="97",
     citation=citations.STANDARDS_77417,
     finality=FINAL,
+    applies_to=[codes.PORT_IMAGE],
 )
 def port_image_with_verification_sim(day: DayView) -> Iterator[Violation]:
     """Port images are not billable on the same date and site as 77280."""
@@ -161,6 +167,8 @@ def port_image_with_verification_sim(day: DayView) -> Iterator[Violation]:
     carc="97",
     citation=citations.STANDARDS_77417,
     finality=PROVISIONAL_UNTIL_CLOSED,
+    applies_to=[codes.PORT_IMAGE],
+    course_facts=True,
 )
 def port_image_modality(day: DayView) -> Iterator[Violation]:
     """Port images are not billable for brachytherapy, electron beam, IORT, SBRT or SRS."""
