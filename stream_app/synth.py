@@ -204,11 +204,18 @@ def holidays(year: int) -> frozenset[int]:
     return found
 
 
+_TREATMENT_DAY: dict[int, bool] = {}
+
+
 def is_treatment_day(day: int) -> bool:
-    if weekday(day) >= 5:
-        return False
-    year = date.fromordinal(day).year
-    return day not in holidays(year) and day not in holidays(year + 1)
+    """A weekday that is not a holiday."""
+    found = _TREATMENT_DAY.get(day)
+    if found is None:
+        year = date.fromordinal(day).year
+        found = _TREATMENT_DAY[day] = weekday(day) < 5 and day not in holidays(year) and (
+            day not in holidays(year + 1)
+        )
+    return found
 
 
 def next_treatment_day(day: int, skip: int = 0) -> int:
@@ -220,6 +227,21 @@ def next_treatment_day(day: int, skip: int = 0) -> int:
         while not is_treatment_day(day):
             day += 1
     return day
+
+
+_PROF_LAGS: Final = (0, 1, 1, 2, 3, 5)
+_INST_LAGS: Final = (1, 2, 3, 4, 7, 10)
+_CLOCK: list[str] = []
+
+
+def _clock() -> list[str]:
+    """HH:MM:SS from 06:00:00, one per second of 16 hours."""
+    if not _CLOCK:
+        _CLOCK.extend(
+            f"{h:02d}:{m:02d}:{sec:02d}" for h in range(6, 22) for m in range(60)
+            for sec in range(60)
+        )
+    return _CLOCK
 
 
 # -- patients and courses -----------------------------------------------------------
@@ -284,7 +306,7 @@ class _Course:
         self.claims: dict[tuple[bool, int], _Claim] = {}
         self.n_claims = 0
         self.fraction_days: list[int] = []
-        self.session_days: list[int] = []  # brachytherapy
+        self.session_days: list[int] = []  # brachytherapy: no fractions
         self.course_end: Doc | None = None
         self.delivery: dict[int, Doc] = {}
         self.port_days: list[int] = []
@@ -339,11 +361,10 @@ class _Course:
         return claim
 
     def _received(self, day: int, prof: bool) -> str:
-        rng = self.rng
-        lag = rng.choice((0, 1, 1, 2, 3, 5)) if prof else rng.choice((1, 2, 3, 4, 7, 10))
-        seconds = 21_600 + int(rng.random() * 57_600)
-        hours, rest = divmod(seconds, 3600)
-        return f"{iso(day + lag)}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}Z"
+        """Intake time: days after the service, between 06:00 and 22:00 UTC."""
+        random = self.rng.random
+        lag = (_PROF_LAGS if prof else _INST_LAGS)[int(random() * 6)]
+        return f"{iso(day + lag)}T{_clock()[int(random() * 57_600)]}Z"
 
     def line(self, day: int, hcpcs: str, claim_type: str, modifiers: list[str] | None = None,
              units: int = 1, modality: str | None = None, order: float | None = None) -> Doc:
@@ -585,7 +606,7 @@ def _v_port_units(c: _Course) -> bool:
     not billed, so the course total stays within one per five fractions."""
     if not c.port_days:
         return False
-    at = c.rng.randrange(len(c.port_days))
+    at = c.rng.randrange(1, len(c.port_days)) if len(c.port_days) > 1 else 0
     c.guidance_docs(c.port_days[at], "77417")[0]["units"] = 2
     if at > 0:
         c.remove(c.guidance_docs(c.port_days[at - 1], "77417")[0])
@@ -651,6 +672,11 @@ def _v_intrafraction_units(c: _Course) -> bool:
 
 
 def _v_igrt_without_fraction(c: _Course) -> bool:
+    if c.session_days:
+        # Stereoscopic X-ray to check the applicator: not IGRT of a fraction
+        # (and G6002 is no brachytherapy guidance either).
+        c.line(c.rng.choice(c.session_days), "G6002", PROF, [PC])
+        return True
     # A Saturday within the course: no treatment that day.
     saturdays = [d + (5 - weekday(d)) % 7 for d in c.fraction_days]
     days = [d for d in saturdays if c.fraction_days and d < c.fraction_days[-1]]
@@ -702,6 +728,9 @@ def _v_hospital_missing_26(c: _Course) -> bool:
 
 
 def _v_deleted_77421(c: _Course) -> bool:
+    if c.session_days:  # ultrasound guidance of the needles, coded as before 2015
+        c.line(c.rng.choice(c.session_days), "76950", PROF, c.pc_mods())
+        return True
     day = _pick(c, c.fraction_days)
     if day is None:
         return False
@@ -1079,14 +1108,13 @@ def generate(
 
 
 def _invalid(rng: Random, doc: Doc, encoded: bytes) -> tuple[str, bytes]:
-    kind = rng.randrange(7)
+    # Only a full claim line is mangled field by field; others are cut short.
+    kind = rng.randrange(7) if "hcpcs" in doc and "action" not in doc else rng.randrange(2)
     if kind == 0:
         return "not_json", encoded[: max(1, len(encoded) // 2)]
     if kind == 1:
         return "not_object", orjson.dumps([doc.get("claim_id"), doc.get("line_number")])
     bad = dict(doc)
-    bad.pop("kind", None)
-    bad.pop("action", None)
     if kind == 2:
         year = str(bad.get("date_of_service", "2025"))[:4]
         bad["date_of_service"] = f"{year}-02-30"

@@ -39,6 +39,13 @@ def admin_kwargs(settings: WorkerSettings) -> dict[str, object]:
     return kwargs
 
 
+TABLES = ("patients", "courses", "days", "locations")
+
+
+def changelog_topic(settings: WorkerSettings, table: str) -> str:
+    return f"{settings.id}-{table}-changelog"
+
+
 def repartition_topic(settings: WorkerSettings) -> str:
     """The internal topic that carries input re-keyed by patient."""
     return f"{settings.id}-claims-by-patient"
@@ -55,14 +62,21 @@ async def ensure_topics(settings: WorkerSettings, timeout: float = 30.0) -> list
         ) from None
     try:
         existing = set(await admin.list_topics())
-        wanted = [settings.input_topic, settings.alerts_topic, settings.dlq_topic,
-                  repartition_topic(settings)]
+        big = {"max.message.bytes": TOPIC_MAX_MESSAGE_BYTES}
+        # Changelogs are created here too: Faust creates them late enough that
+        # the first rebalance can miss them.
+        wanted = {
+            settings.input_topic: big,
+            settings.alerts_topic: big,
+            settings.dlq_topic: big,
+            repartition_topic(settings): big,
+            **{changelog_topic(settings, t): {**big, "cleanup.policy": "compact"} for t in TABLES},
+        }
         missing = [name for name in wanted if name not in existing]
         if missing:
             try:
                 await admin.create_topics([
-                    NewTopic(name, settings.partitions, 1,
-                             topic_configs={"max.message.bytes": TOPIC_MAX_MESSAGE_BYTES})
+                    NewTopic(name, settings.partitions, 1, topic_configs=wanted[name])
                     for name in missing
                 ])
             except TopicAlreadyExistsError:

@@ -147,10 +147,6 @@ def test_a_line_of_exactly_one_mib_is_accepted():
     assert isinstance(parse_event(raw), ClaimLineEvent)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "place_of_service is checked with \\d{2}, which accepts non-ASCII digits: "
-    "'１９' (fullwidth) is accepted as a POS, silently disabling igrt-pc-modifier-hospital; "
-    "SPEC 1 says a 2-digit string"))
 def test_fullwidth_digits_are_not_a_place_of_service():
     result = parse_event(with_(LINE, place_of_service="１９"))
     assert isinstance(result, Invalid) and "place_of_service" in result.detail

@@ -144,3 +144,9 @@ def test_good_payer_profile_is_applied(events_file, tmp_path):
     open_ = fold(alerts(done.stdout))
     assert "deleted-code:P2:C:1" not in open_
     assert open_["igrt-without-fraction:P1:B:1"]["carc"] == "16"
+
+
+def test_a_directory_cannot_be_read(tmp_path):
+    done = replay(str(tmp_path))
+    assert done.returncode != 0
+    assert "cannot read" in done.stderr.decode() and "Traceback" not in done.stderr.decode()

@@ -181,21 +181,17 @@ class WorkerProcess:
 
 async def _read_all(bootstrap: str, topic: str) -> list[Any]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+        topic, bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
         auto_offset_reset="earliest", isolation_level="read_committed",
+        max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        tps = sorted(consumer.assignment())
+        assert tps, f"topic {topic} has no partitions"
         ends = await consumer.end_offsets(tps)
         records: list[Any] = []
-        while any(await _position(consumer, tp) < ends[tp] for tp in tps):
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             batch = await consumer.getmany(timeout_ms=1000, max_records=10000)
             for part in batch.values():
                 records.extend(part)
@@ -204,23 +200,15 @@ async def _read_all(bootstrap: str, topic: str) -> list[Any]:
         await consumer.stop()
 
 
-async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
-    return int(await consumer.position(tp))
-
-
 async def _group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None)
     await admin.start()
     await consumer.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
-        await consumer.force_metadata_update()
-        tps = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        tps = sorted(consumer.assignment())
+        assert {tp.topic for tp in tps} == set(topics), f"topics missing: {topics}"
         ends = await consumer.end_offsets(tps)
         lag = 0
         for tp in tps:

@@ -58,7 +58,7 @@ def test_bad_input_goes_to_dead_letters_and_the_worker_goes_on(deployment: Deplo
     })
     bad = [
         b"{not json",
-        orjson.dumps({"claim_id": "X", "line_number": "one"}),
+        orjson.dumps({"patient_id": "P-DLQ", "claim_id": "X", "line_number": "one"}),
         b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}',
         orjson.dumps({"kind": "claim_snapshot", "patient_id": "P"}),
     ]

@@ -193,6 +193,31 @@ def test_course_closes_after_45_idle_days_of_patient_event_time(gap, closed):
         assert got == {}
 
 
+def test_a_late_line_dated_inside_an_idle_closed_course_is_final():
+    r = run(fractions(4) + [port("P", 1, 4)])
+    r.feed(cl("X", 1, "77280", "2024-04-21", course="C2", site="pelvis"))  # 45 days on
+    r.feed(port("P", 2, 2))  # late arrival, dated inside the closed course
+    got = r.open_for("port-image-frequency")
+    assert {k: (a["excess_units"], a["finality"]) for k, a in got.items()} == {
+        ("P", 1): (1, "final"), ("P", 2): (1, "final")}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "SPEC 4: a line arriving for a closed course is evaluated with final finality, and a "
+    "final violation is cured only by a void or correction. The engine re-opens an "
+    "idle-closed course when a line with a later date arrives for it: the final "
+    "port-image-frequency alert is resolved and the new line's alert is provisional."))
+def test_a_later_dated_line_does_not_reopen_an_idle_closed_course():
+    r = run(fractions(4) + [port("P", 1, 4)])  # course C1: 2024-03-04 .. 2024-03-07
+    r.feed(cl("X", 1, "77280", "2024-04-21", course="C2", site="pelvis"))  # C1 idle 45 days
+    assert r.open_for("port-image-frequency")[("P", 1)]["finality"] == "final"
+    r.feed(cl("Q", 1, "77387", "2024-04-22", mods=["26"]))  # a new line for closed C1
+    got = r.open_for("port-image-frequency")
+    assert {k: (a["excess_units"], a["finality"]) for k, a in got.items()} == {
+        ("P", 1): (1, "final")}
+    assert r.open_for("igrt-without-fraction")[("Q", 1)]["finality"] == "final"
+
+
 def test_another_patients_time_does_not_close_a_course():
     r = run(fractions(4) + [port("P", 1, 4)])
     r.feed(cl("X", 1, "77280", "2024-12-31", patient="P2"))

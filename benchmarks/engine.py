@@ -1,0 +1,263 @@
+"""Throughput and memory of the replay path against a JSON baseline.
+
+    .venv/bin/python benchmarks/engine.py                 # 1,000,000 lines
+    .venv/bin/python benchmarks/engine.py --reuse         # reuse .cache/bench/
+    .venv/bin/python benchmarks/engine.py --lines 200000 --profile
+
+1. Writes a synthetic stream (stream_app.synth; ~100 lines per patient) to
+   .cache/bench/, or reuses it with --reuse.
+2. Baseline: read each line, orjson.loads it and orjson.dumps it again.
+3. Replay, in a fresh subprocess so that peak RSS is its own: the loop of
+   stream_app.replay.Replay (same feed, same prune sweep, same emit), timed
+   in parts: parse (parse_event), evaluate (Engine.apply and the periodic
+   prune), serialize (Replay.emit: encode_alert and the write), then
+   close_all at the end.
+4. Prints lines/s for each, the ratio to the baseline, the alerts and the
+   peak RSS, and checks the targets (>= 100,000 lines/s, < 500 MB).
+
+--profile runs the replay once more under cProfile and prints the hotspots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stream_app import synth  # noqa: E402
+from stream_app.engine import Engine  # noqa: E402
+from stream_app.events import ClaimLineEvent, Invalid, parse_event  # noqa: E402
+from stream_app.replay import Replay, read_lines  # noqa: E402
+from stream_app.store import MemoryStore  # noqa: E402
+
+CACHE = ROOT / ".cache" / "bench"
+TARGET_LINES_PER_SECOND = 100_000
+TARGET_RSS_MB = 500
+FIXED_TIME = "2026-01-01T00:00:00Z"
+LINES_PER_PATIENT = 90  # at --fractions 42, before --max-lines trims the tail
+
+
+@dataclass
+class Measured:
+    lines: int
+    events: int
+    invalid: int
+    total: float
+    parse: float
+    evaluate: float
+    serialize: float
+    close_eval: float
+    close_serialize: float
+    messages: int
+    opened: int
+    resolved: int
+    open_at_end: int
+    pruned: int
+    peak_rss_mb: float
+
+
+class TimedReplay(Replay):
+    """Replay with its feed and emit timed in parts; otherwise the same steps."""
+
+    def __init__(self, engine: Engine, out: BinaryIO) -> None:
+        super().__init__(engine, out, io.StringIO(), fixed_time=FIXED_TIME)
+        self.t_parse = self.t_evaluate = self.t_serialize = 0.0
+
+    def feed(self, raw: bytes, number: int) -> None:
+        clock = time.perf_counter
+        t0 = clock()
+        event = parse_event(raw)
+        if isinstance(event, Invalid):
+            self.summary.invalid[event.reason] += 1
+            self.err.write(f"replay: line {number}: invalid ({event.reason}): {event.detail}\n")
+            self.t_parse += clock() - t0
+            return
+        t1 = clock()
+        result = self.engine.apply(event)
+        self.summary.events += 1
+        self.summary.outcomes[result.outcome] += 1
+        t2 = clock()
+        self.emit(result.transitions)
+        t3 = clock()
+        event_date = (
+            event.line.date_of_service if isinstance(event, ClaimLineEvent) else event.date
+        )
+        if event_date > self.watermark:
+            self.watermark = event_date
+            self._maybe_sweep()
+        t4 = clock()
+        self.t_parse += t1 - t0
+        self.t_evaluate += (t2 - t1) + (t4 - t3)
+        self.t_serialize += t3 - t2
+
+
+def measure_replay(path: Path) -> Measured:
+    with open(os.devnull, "wb") as sink, path.open("rb") as stream:
+        replay = TimedReplay(Engine(MemoryStore()), sink)
+        started = time.perf_counter()
+        lines = 0
+        for number, raw in enumerate(read_lines(stream), start=1):
+            lines = number
+            if raw.strip():
+                replay.feed(raw, number)
+        t0 = time.perf_counter()
+        closing = replay.engine.close_all(replay.store.patient_ids())
+        t1 = time.perf_counter()
+        replay.emit(closing)
+        t2 = time.perf_counter()
+        total = t2 - started
+    summary = replay.summary
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return Measured(
+        lines=lines, events=summary.events, invalid=sum(summary.invalid.values()),
+        total=total, parse=replay.t_parse, evaluate=replay.t_evaluate,
+        serialize=replay.t_serialize, close_eval=t1 - t0, close_serialize=t2 - t1,
+        messages=sum(summary.transitions.values()), opened=summary.transitions["open"],
+        resolved=summary.transitions["resolved"], open_at_end=len(summary.open_alerts),
+        pruned=summary.pruned_courses, peak_rss_mb=peak_kb / 1024,
+    )
+
+
+def measure_baseline(path: Path) -> tuple[int, float]:
+    loads, dumps = orjson.loads, orjson.dumps
+    lines = 0
+    started = time.perf_counter()
+    with path.open("rb") as stream:
+        for raw in read_lines(stream):
+            lines += 1
+            with contextlib.suppress(orjson.JSONDecodeError):
+                dumps(loads(raw))
+    return lines, time.perf_counter() - started
+
+
+def stream_file(lines: int, seed: int, reuse: bool) -> tuple[Path, str]:
+    path = CACHE / f"stream-{lines}-seed{seed}.jsonl"
+    if reuse and path.exists():
+        return path, "reused"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    generator = synth.Synth(
+        -(-lines // LINES_PER_PATIENT), fractions=42, violation_rate=0.02, seed=seed,
+        void_rate=0.02,
+    )
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as out:
+        batch: list[bytes] = []
+        for encoded in synth.generate_lines(generator, invalid_rate=0.0005, max_lines=lines):
+            batch.append(encoded)
+            if len(batch) == 8192:
+                batch.append(b"")
+                out.write(b"\n".join(batch))
+                batch.clear()
+        if batch:
+            batch.append(b"")
+            out.write(b"\n".join(batch))
+    partial.replace(path)
+    stats = generator.stats
+    return path, (
+        f"generated in {time.perf_counter() - started:.1f}s: {stats.patients:,} patients, "
+        f"{stats.courses:,} courses, {sum(stats.violations.values())} injected violations"
+    )
+
+
+def _rate(count: int, seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{'-':>12}        "
+    return f"{count / seconds:>12,.0f} lines/s"
+
+
+def report(path: Path, origin: str, baseline: tuple[int, float], replay: Measured) -> None:
+    base_lines, base_seconds = baseline
+    base_rate = base_lines / base_seconds
+    rate = replay.lines / replay.total
+    size_mb = path.stat().st_size / 1e6
+    print(f"stream     {path.relative_to(ROOT)}: {replay.lines:,} lines, "
+          f"{size_mb:,.0f} MB ({origin})")
+    print(f"baseline   {'orjson loads + dumps':<26}{base_seconds:8.2f}s "
+          f"{_rate(base_lines, base_seconds)}")
+    print(f"replay     {'whole path':<26}{replay.total:8.2f}s {_rate(replay.lines, replay.total)}"
+          f"   = {rate / base_rate:.3f} x baseline ({base_rate / rate:,.1f}x slower)")
+    parts = [
+        ("parse", "parse_event", replay.parse),
+        ("evaluate", "Engine.apply + prune", replay.evaluate),
+        ("serialize", "Replay.emit (encode)", replay.serialize),
+        ("close_all", "end of input: evaluate", replay.close_eval),
+        ("", "end of input: serialize", replay.close_serialize),
+    ]
+    for name, what, seconds in parts:
+        share = 100 * seconds / replay.total
+        print(f"  {name:<10}{what:<24}{seconds:8.2f}s {_rate(replay.lines, seconds)}"
+              f"  {share:5.1f}%")
+    other = replay.total - sum(seconds for *_, seconds in parts)
+    print(f"  {'other':<10}{'reading, loop':<24}{other:8.2f}s")
+    print(f"events     {replay.events:,} applied, {replay.invalid:,} invalid lines, "
+          f"{replay.pruned:,} courses pruned")
+    print(f"alerts     {replay.messages:,} messages (open {replay.opened:,}, resolved "
+          f"{replay.resolved:,}); {replay.open_at_end:,} open at the end")
+    print(f"peak RSS   {replay.peak_rss_mb:,.0f} MB (replay subprocess)")
+    ok_rate = rate >= TARGET_LINES_PER_SECOND
+    ok_rss = replay.peak_rss_mb < TARGET_RSS_MB
+    print(f"targets    >= {TARGET_LINES_PER_SECOND:,} lines/s: {'PASS' if ok_rate else 'FAIL'} "
+          f"({rate:,.0f});  peak RSS < {TARGET_RSS_MB} MB: {'PASS' if ok_rss else 'FAIL'} "
+          f"({replay.peak_rss_mb:,.0f} MB)")
+
+
+def profile(path: Path, top: int) -> None:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    measure_replay(path)
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=sys.stdout)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the cached stream in .cache/bench/ if present")
+    parser.add_argument("--profile", action="store_true",
+                        help="then profile the replay under cProfile (slow) and print hotspots")
+    parser.add_argument("--top", type=int, default=25, help="hotspots to print (--profile)")
+    parser.add_argument("--measure-replay", metavar="PATH", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.measure_replay:  # the child: one measurement, JSON on stdout
+        print(json.dumps(asdict(measure_replay(Path(args.measure_replay)))))
+        return 0
+
+    path, origin = stream_file(args.lines, args.seed, args.reuse)
+    print(f"stream ready ({origin}); baseline ...", file=sys.stderr, flush=True)
+    baseline = measure_baseline(path)
+    print("replay (subprocess) ...", file=sys.stderr, flush=True)
+    child = subprocess.run(
+        [sys.executable, __file__, "--measure-replay", str(path)],
+        check=True, stdout=subprocess.PIPE, text=True,
+    )
+    replay = Measured(**json.loads(child.stdout.strip().splitlines()[-1]))
+    report(path, origin, baseline, replay)
+    if args.profile:
+        print(f"\ncProfile of the replay path ({args.top} hotspots):", flush=True)
+        profile(path, args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

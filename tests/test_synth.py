@@ -1,0 +1,137 @@
+"""The synthetic stream generator (`stream-app generate`)."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from stream_app import synth
+from stream_app.alerts import fold
+from stream_app.engine import Engine
+from stream_app.events import ClaimLineEvent, CourseEndEvent, Invalid, parse_event
+from stream_app.replay import Replay
+from stream_app.rules import EXPECTED_RULE_IDS
+from stream_app.store import MemoryStore
+
+
+def _lines(patients: int, seed: int, **options: Any) -> list[bytes]:
+    invalid_rate = options.pop("invalid_rate", 0.0)
+    return list(synth.generate_lines(synth.Synth(patients, seed=seed, **options), invalid_rate))
+
+
+def _replay(lines: list[bytes]) -> list[dict[str, Any]]:
+    out = io.BytesIO()
+    Replay(Engine(MemoryStore()), out, io.StringIO(), fixed_time="2026-01-01T00:00:00Z").run(lines)
+    return [orjson.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_deterministic_for_a_seed() -> None:
+    options: dict[str, Any] = {"violation_rate": 0.3, "void_rate": 0.3, "invalid_rate": 0.05}
+    first = _lines(60, 5, **dict(options))
+    assert first == _lines(60, 5, **dict(options))
+    assert first != _lines(60, 6, **dict(options))
+
+
+def test_generate_yields_valid_events_in_date_order() -> None:
+    parsed = [parse_event(orjson.dumps(doc))
+              for doc in synth.generate(150, violation_rate=0.5, seed=3, void_rate=0.5)]
+    invalid = [event for event in parsed if isinstance(event, Invalid)]
+    assert not invalid, invalid[:3]
+    events = [event for event in parsed if not isinstance(event, Invalid)]
+    dates = [
+        event.date if isinstance(event, CourseEndEvent) else event.line.date_of_service
+        for event in events
+    ]
+    dated = [d for d in dates if d]  # late voids name a line by identity only
+    assert dated == sorted(dated)
+    assert len(dated) > len(dates) - 20
+    kinds = Counter(type(event).__name__ for event in events)
+    assert kinds["CourseEndEvent"] > 100
+    voids = [e for e in events if isinstance(e, ClaimLineEvent) and e.action == "void"]
+    assert voids
+
+
+def test_lines_are_valid_when_invalid_rate_is_zero() -> None:
+    lines = _lines(100, 8, violation_rate=0.2, void_rate=0.2)
+    assert all(not isinstance(parse_event(line), Invalid) for line in lines)
+
+
+def test_invalid_lines_are_invalid_for_the_stated_reason() -> None:
+    generator = synth.Synth(80, seed=2)
+    lines = list(synth.generate_lines(generator, invalid_rate=0.2))
+    reasons = Counter(
+        event.reason for event in map(parse_event, lines) if isinstance(event, Invalid)
+    )
+    assert reasons == generator.stats.invalid
+    assert sum(reasons.values()) == len(lines) - generator.stats.events
+    assert {"not_json", "bad_date", "bad_field"} <= set(reasons)
+
+
+def test_courses_start_across_the_span_and_cover_the_modalities() -> None:
+    generator = synth.Synth(400, seed=1, start=date(2025, 1, 1), span_days=640)
+    docs = list(generator.events())
+    first_by_course: dict[str, str] = {}
+    for doc in docs:
+        if "date_of_service" in doc:
+            first_by_course.setdefault(doc["course_id"], doc["date_of_service"])
+    starts = sorted(first_by_course.values())
+    assert starts[0] >= "2025-01-01"
+    assert starts[-1] < "2026-10-03"
+    assert starts[len(starts) // 2] < "2025-12-01"  # spread evenly, not bunched
+    assert set(generator.stats.families) == {
+        "2DCRT", "3DCRT", "IMRT", "PBT", "SBRT", "SUPERFICIAL", "BRACHY", "ELECTRON",
+    }
+    years = {doc["date_of_service"][:4] for doc in docs if "date_of_service" in doc}
+    assert {"2025", "2026"} <= years
+    claim_types = Counter(doc.get("claim_type") for doc in docs)
+    assert claim_types["professional"] and claim_types["institutional"]
+
+
+def test_clean_stream_produces_no_deny_alerts() -> None:
+    alerts = _replay(_lines(250, 4, violation_rate=0.0, void_rate=0.5))
+    denied = [a for a in alerts if a["severity"] == "deny"]
+    assert not denied, [(a["alert_id"], a["message"]) for a in denied[:5]]
+
+
+def test_clean_stream_produces_no_alerts_at_all() -> None:
+    alerts = _replay(_lines(250, 9, violation_rate=0.0, void_rate=0.5))
+    assert not alerts, [(a["alert_id"], a["message"]) for a in alerts[:5]]
+
+
+def test_violations_cover_every_rule() -> None:
+    generator = synth.Synth(300, violation_rate=1.0, seed=7)
+    lines = list(synth.generate_lines(generator))
+    open_rules = {alert["rule_id"] for alert in fold(_replay(lines)).values()}
+    assert set(EXPECTED_RULE_IDS) <= open_rules
+    assert sum(generator.stats.violations.values()) == generator.stats.courses
+
+
+def test_max_lines_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "stream.jsonl"
+    code = synth.main(["--", "--patients", "30", "--seed", "4", "--violation-rate", "0.5",
+                       "--voids", "--invalid-rate", "0.01", "--max-lines", "700",
+                       "--output", str(target)])
+    assert code == 0
+    written = target.read_bytes().splitlines()
+    assert len(written) == 700
+    assert "generate: 700 lines" in capsys.readouterr().err
+    again = tmp_path / "again.jsonl"
+    synth.main(["--patients", "30", "--seed", "4", "--violation-rate", "0.5", "--voids",
+                "--invalid-rate", "0.01", "--max-lines", "700", "--quiet", "-o", str(again)])
+    assert again.read_bytes() == target.read_bytes()
+
+
+def test_holidays_and_weekends_are_not_treatment_days() -> None:
+    assert not synth.is_treatment_day(date(2025, 12, 25).toordinal())
+    assert not synth.is_treatment_day(date(2026, 7, 3).toordinal())  # July 4th observed
+    assert not synth.is_treatment_day(date(2025, 11, 27).toordinal())  # Thanksgiving
+    assert not synth.is_treatment_day(date(2025, 3, 8).toordinal())  # a Saturday
+    assert synth.is_treatment_day(date(2025, 3, 10).toordinal())
+    christmas_eve = date(2025, 12, 24).toordinal()
+    assert synth.next_treatment_day(christmas_eve + 1) == date(2025, 12, 26).toordinal()
