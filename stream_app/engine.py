@@ -335,7 +335,8 @@ class _Work:
         idle = self.engine.settings.course_idle_days
         watermark = date_ordinal(self.patient.watermark) if self.patient.watermark else None
         for ref, status in list(self.patient.courses.items()):
-            closed = status.ended or (
+            # Closing is final (SPEC 4): a later line for the course is evaluated final.
+            closed = status.closed or status.ended or (
                 watermark is not None and watermark - date_ordinal(status.last_date) >= idle
             )
             if closed != status.closed:

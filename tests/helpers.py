@@ -57,8 +57,10 @@ def void(claim: str, number: int, patient: str = "P1") -> dict[str, Any]:
     return {"action": "void", "claim_id": claim, "line_number": number, "patient_id": patient}
 
 
-def end(date: str, *, patient: str = "P1", course: str = "C1", site: str = "prostate") -> dict[str, Any]:
-    return {"kind": "course_end", "patient_id": patient, "course_id": course, "site": site, "date": date}
+def end(date: str, *, patient: str = "P1", course: str = "C1",
+        site: str = "prostate") -> dict[str, Any]:
+    return {"kind": "course_end", "patient_id": patient, "course_id": course, "site": site,
+            "date": date}
 
 
 def delivery(claim: str, number: int, dos: str = DAY, code: str = "77412",

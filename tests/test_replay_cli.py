@@ -57,7 +57,8 @@ def test_replay_writes_alerts_to_stdout_and_a_summary_to_stderr(events_file):
     messages = alerts(done.stdout)
     assert messages and all(m["detected_at"] == FIXED for m in messages)
     for m in messages:
-        assert m["alert_id"] == f"{m['rule_id']}:{m['patient_id']}:{m['claim_id']}:{m['line_number']}"
+        parts = (m["rule_id"], m["patient_id"], m["claim_id"], str(m["line_number"]))
+        assert m["alert_id"] == ":".join(parts)
         assert m["ruleset"] == "evolent-igrt-2024.04"
     open_ = fold(messages)
     assert {aid: (a["finality"], a["excess_units"]) for aid, a in open_.items()} == {

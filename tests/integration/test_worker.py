@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_app.synth import generate_lines
+from stream_app.synth import Synth, generate_lines
 
 from .harness import Deployment, comparable, replay_alerts
 
@@ -22,7 +22,7 @@ def sample_lines() -> list[bytes]:
 
 
 def generated(patients: int, seed: int) -> list[bytes]:
-    return list(generate_lines(patients=patients, seed=seed))
+    return list(generate_lines(Synth(patients, seed=seed, violation_rate=0.3, void_rate=0.05)))
 
 
 def assert_same_as_replay(deployment: Deployment, lines: list[bytes]) -> None:
@@ -39,7 +39,7 @@ def assert_same_as_replay(deployment: Deployment, lines: list[bytes]) -> None:
 
 
 def test_sample_and_generated_stream_match_replay(deployment: Deployment) -> None:
-    lines = sample_lines() + generated(patients=500, seed=7)
+    lines = sample_lines() + generated(patients=800, seed=7)
     assert len(lines) >= 50_000
     worker = deployment.start_worker()
     try:
@@ -53,8 +53,8 @@ def test_sample_and_generated_stream_match_replay(deployment: Deployment) -> Non
 def test_bad_input_goes_to_dead_letters_and_the_worker_goes_on(deployment: Deployment) -> None:
     good = orjson.dumps({
         "claim_id": "DLQ-1", "line_number": 1, "patient_id": "P-DLQ", "course_id": "K",
-        "site": "prostate", "date_of_service": "2025-05-05", "hcpcs": "77417",
-        "modifiers": ["26"], "claim_type": "professional",
+        "site": "prostate", "date_of_service": "2025-05-05", "hcpcs": "77421",
+        "claim_type": "professional",
     })
     bad = [
         b"{not json",
@@ -71,7 +71,7 @@ def test_bad_input_goes_to_dead_letters_and_the_worker_goes_on(deployment: Deplo
         assert reasons == ["bad_field", "not_json", "too_large", "unknown_kind"]
         assert sorted(r.value for r in dead) == sorted(bad)
         alerts = deployment.alerts()
-        assert [a["rule_id"] for a in alerts] == ["port-image-professional"]
+        assert [a["rule_id"] for a in alerts] == ["deleted-code"]
         assert worker.process.poll() is None
     finally:
         worker.stop()

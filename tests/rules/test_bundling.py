@@ -1,7 +1,7 @@
 """Bundling (SPEC 6): ct-guidance-with-simulation, igrt-tc-with-imrt."""
 
 import pytest
-from helpers import DAY, cl, check_rule, delivery, run, void
+from helpers import DAY, check_rule, cl, delivery, run, void
 
 CT_SIM = ("ct-guidance-with-simulation", "deny", "97", "final")
 TC_IMRT = ("igrt-tc-with-imrt", "deny", "97", "final")

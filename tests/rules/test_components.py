@@ -2,7 +2,7 @@
 igrt-77387-pc-not-accepted, igrt-tc-2026."""
 
 import pytest
-from helpers import cl, check_rule, delivery, run
+from helpers import check_rule, cl, delivery, run
 
 from stream_app.profiles import Profile, ProfileBook
 from stream_app.rules import load_registry

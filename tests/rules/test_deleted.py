@@ -1,7 +1,7 @@
 """deleted-code (SPEC 6): 76950/77421/0197T from 2015, 77385/77386/G6003-G6016 from 2026."""
 
 import pytest
-from helpers import cl, check_rule, delivery, end, run
+from helpers import check_rule, cl, delivery, end, run
 
 RULE = ("deleted-code", "deny", "181", "final")
 

@@ -1,7 +1,7 @@
 """Guidance and modality (SPEC 3.2, 6): igrt-superficial-skin, igrt-modality."""
 
 import pytest
-from helpers import DAY, cl, check_rule, delivery, run, void
+from helpers import DAY, check_rule, cl, delivery, run, void
 
 SKIN = ("igrt-superficial-skin", "deny", "50", "final")
 MODALITY = ("igrt-modality", "review", "50", "provisional")

@@ -2,7 +2,7 @@
 igrt-without-fraction; and payer profiles that turn a rule off or override it."""
 
 import pytest
-from helpers import DAY, cl, check_rule, delivery, end, run, void
+from helpers import DAY, check_rule, cl, delivery, end, run, void
 
 from stream_app.profiles import ProfileBook
 from stream_app.rules import load_registry

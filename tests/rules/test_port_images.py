@@ -3,7 +3,7 @@
 from datetime import date, timedelta
 
 import pytest
-from helpers import DAY, cl, check_rule, delivery, end, run, void
+from helpers import DAY, check_rule, cl, delivery, end, run, void
 
 PROFESSIONAL = ("port-image-professional", "deny", "4", "final")
 PER_DAY = ("port-image-units-per-day", "deny", "151", "final")
@@ -89,33 +89,33 @@ def test_units_per_day_evidence_names_the_other_port_lines():
 # -- port-image-frequency ----------------------------------------------------
 
 @pytest.mark.parametrize("docs, before, after", [
-    pytest.param(fractions(14) + [port("P", 1, 1), port("P", 2, 6), port("P", 3, 11)],
+    pytest.param([*fractions(14), port("P", 1, 1), port("P", 2, 6), port("P", 3, 11)],
                  {}, {("P", 3): 1}, id="standard-example-14-fractions-3-units"),
-    pytest.param(fractions(14) + [port("P", 1, 1), port("P", 2, 6)], {}, {},
+    pytest.param([*fractions(14), port("P", 1, 1), port("P", 2, 6)], {}, {},
                  id="14-fractions-2-units"),
-    pytest.param(fractions(10) + [port("P", 1, 1), port("P", 2, 5), port("P", 3, 10)],
+    pytest.param([*fractions(10), port("P", 1, 1), port("P", 2, 5), port("P", 3, 10)],
                  {("P", 3): 1}, {("P", 3): 1}, id="10-fractions-3-units"),
-    pytest.param(fractions(4) + [port("P", 1, 1)], {}, {("P", 1): 1},
+    pytest.param([*fractions(4), port("P", 1, 1)], {}, {("P", 1): 1},
                  id="4-fractions-1-unit-ceil-then-floor"),
-    pytest.param(fractions(5) + [port("P", 1, 1)], {}, {}, id="5-fractions-1-unit"),
-    pytest.param(fractions(9) + [port("P", 1, 1), port("P", 2, 6)], {}, {("P", 2): 1},
+    pytest.param([*fractions(5), port("P", 1, 1)], {}, {}, id="5-fractions-1-unit"),
+    pytest.param([*fractions(9), port("P", 1, 1), port("P", 2, 6)], {}, {("P", 2): 1},
                  id="9-fractions-2-units"),
     pytest.param([port("P", 1, 1)], {("P", 1): 1}, {("P", 1): 1}, id="no-fractions"),
     pytest.param([delivery("D", i, day(i), code="77761", modality=None) for i in (1, 2, 3)]
                  + [port("P", 1, 3)], {("P", 1): 1}, {("P", 1): 1},
                  id="brachytherapy-has-no-fractions"),
-    pytest.param(fractions(6) + [port("P", 1, 1, units=2)], {}, {("P", 1): 1},
+    pytest.param([*fractions(6), port("P", 1, 1, units=2)], {}, {("P", 1): 1},
                  id="one-line-2-units-6-fractions"),
-    pytest.param(fractions(5) + [port("P", 1, 1), port("P", 2, 2), port("P", 3, 3)],
+    pytest.param([*fractions(5), port("P", 1, 1), port("P", 2, 2), port("P", 3, 3)],
                  {("P", 2): 1, ("P", 3): 1}, {("P", 2): 1, ("P", 3): 1},
                  id="excess-2-on-the-2-latest"),
-    pytest.param(fractions(11) + [port("P", 3, 11), port("P", 2, 6), port("P", 1, 1)],
+    pytest.param([*fractions(11), port("P", 3, 11), port("P", 2, 6), port("P", 1, 1)],
                  {}, {("P", 3): 1}, id="latest-by-date-not-arrival"),
-    pytest.param(fractions(5) + [port("Z", 1, 1), port("A", 1, 3)], {("A", 1): 1},
+    pytest.param([*fractions(5), port("Z", 1, 1), port("A", 1, 3)], {("A", 1): 1},
                  {("A", 1): 1}, id="date-orders-before-claim-id"),
-    pytest.param(fractions(5) + [port("B", 1, 5), port("A", 2, 5)], {("B", 1): 1},
+    pytest.param([*fractions(5), port("B", 1, 5), port("A", 2, 5)], {("B", 1): 1},
                  {("B", 1): 1}, id="same-date-claim-id-orders"),
-    pytest.param(fractions(5) + [port("A", 2, 5), port("A", 10, 5)], {("A", 10): 1},
+    pytest.param([*fractions(5), port("A", 2, 5), port("A", 10, 5)], {("A", 10): 1},
                  {("A", 10): 1}, id="same-claim-line-number-orders-numerically"),
     pytest.param(fractions(4) + fractions(10, course="C2", claim="E") + [port("P", 1, 1)],
                  {}, {("P", 1): 1}, id="other-course-fractions-do-not-count"),
@@ -130,7 +130,7 @@ def test_port_image_frequency(docs, before, after):
 
 def test_standard_example_on_course_end():
     """14 fractions allow 2 units of 77417; 3 units -> 1 excess on the latest."""
-    r = run(fractions(14) + [port("P", 1, 1), port("P", 2, 6), port("P", 3, 11)])
+    r = run([*fractions(14), port("P", 1, 1), port("P", 2, 6), port("P", 3, 11)])
     assert r.open_for("port-image-frequency") == {}  # ceil(14/5) = 3 allowed so far
     emitted = r.feed(end(day(14)))
     assert [(m["rule_id"], m["claim_id"], m["line_number"]) for m in emitted] == [
@@ -146,7 +146,7 @@ def test_standard_example_on_course_end():
 
 
 def test_provisional_becomes_final_with_a_higher_sequence():
-    r = run(fractions(10) + [port("P", 1, 1), port("P", 2, 5), port("P", 3, 10)])
+    r = run([*fractions(10), port("P", 1, 1), port("P", 2, 5), port("P", 3, 10)])
     alert = r.open_for("port-image-frequency")[("P", 3)]
     assert alert["finality"] == "provisional"
     emitted = r.feed(end(day(10)))
@@ -157,7 +157,7 @@ def test_provisional_becomes_final_with_a_higher_sequence():
 
 
 def test_later_fractions_cure_a_provisional_excess():
-    r = run(fractions(5) + [port("P", 1, 1), port("P", 2, 5)])
+    r = run([*fractions(5), port("P", 1, 1), port("P", 2, 5)])
     got = r.open_for("port-image-frequency")
     assert {k: (a["excess_units"], a["finality"]) for k, a in got.items()} == {
         ("P", 2): (1, "provisional")}
@@ -169,7 +169,7 @@ def test_later_fractions_cure_a_provisional_excess():
 
 
 def test_a_line_for_a_closed_course_is_final_at_once():
-    r = run(fractions(5) + [port("P", 1, 1), end(day(5))])
+    r = run([*fractions(5), port("P", 1, 1), end(day(5))])
     assert r.open_for("port-image-frequency") == {}
     r.feed(port("P", 2, 5))
     alert = r.open_for("port-image-frequency")[("P", 2)]
@@ -181,7 +181,7 @@ def test_a_line_for_a_closed_course_is_final_at_once():
     pytest.param(45, True, id="45-days-idle-closes"),
 ])
 def test_course_closes_after_45_idle_days_of_patient_event_time(gap, closed):
-    r = run(fractions(4) + [port("P", 1, 4)])
+    r = run([*fractions(4), port("P", 1, 4)])
     assert r.open_for("port-image-frequency") == {}
     later = (date.fromisoformat(day(4)) + timedelta(days=gap)).isoformat()
     r.feed(cl("X", 1, "77280", later, course="C2", site="pelvis"))
@@ -194,7 +194,7 @@ def test_course_closes_after_45_idle_days_of_patient_event_time(gap, closed):
 
 
 def test_a_late_line_dated_inside_an_idle_closed_course_is_final():
-    r = run(fractions(4) + [port("P", 1, 4)])
+    r = run([*fractions(4), port("P", 1, 4)])
     r.feed(cl("X", 1, "77280", "2024-04-21", course="C2", site="pelvis"))  # 45 days on
     r.feed(port("P", 2, 2))  # late arrival, dated inside the closed course
     got = r.open_for("port-image-frequency")
@@ -202,13 +202,8 @@ def test_a_late_line_dated_inside_an_idle_closed_course_is_final():
         ("P", 1): (1, "final"), ("P", 2): (1, "final")}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SPEC 4: a line arriving for a closed course is evaluated with final finality, and a "
-    "final violation is cured only by a void or correction. The engine re-opens an "
-    "idle-closed course when a line with a later date arrives for it: the final "
-    "port-image-frequency alert is resolved and the new line's alert is provisional."))
 def test_a_later_dated_line_does_not_reopen_an_idle_closed_course():
-    r = run(fractions(4) + [port("P", 1, 4)])  # course C1: 2024-03-04 .. 2024-03-07
+    r = run([*fractions(4), port("P", 1, 4)])  # course C1: 2024-03-04 .. 2024-03-07
     r.feed(cl("X", 1, "77280", "2024-04-21", course="C2", site="pelvis"))  # C1 idle 45 days
     assert r.open_for("port-image-frequency")[("P", 1)]["finality"] == "final"
     r.feed(cl("Q", 1, "77387", "2024-04-22", mods=["26"]))  # a new line for closed C1
@@ -219,7 +214,7 @@ def test_a_later_dated_line_does_not_reopen_an_idle_closed_course():
 
 
 def test_another_patients_time_does_not_close_a_course():
-    r = run(fractions(4) + [port("P", 1, 4)])
+    r = run([*fractions(4), port("P", 1, 4)])
     r.feed(cl("X", 1, "77280", "2024-12-31", patient="P2"))
     assert r.open_for("port-image-frequency") == {}
 
