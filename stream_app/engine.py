@@ -318,7 +318,7 @@ class _Work:
             if after.facts != before.facts:
                 self._evaluate_course(ref, course.dates, registry.course_fact_rules)
             if after.port_lines != before.port_lines or (
-                after.port_lines and after.fractions != before.fractions
+                after.port_lines and self._allowance_changed(ref, before.fractions, after.fractions)
             ):
                 port_days = {d for d, _ in course.port_lines.values()}
                 self._evaluate_course(ref, port_days, registry.port_unit_rules)
@@ -330,6 +330,14 @@ class _Work:
                 transitions.extend(evaluated)
         self._write_back()
         return transitions
+
+    def _allowance_changed(self, ref: CourseRef, before: int, after: int) -> bool:
+        """Whether a change of fractions changes the port-image allowance."""
+        status = self.patient.courses.get(ref)
+        per = codes.FRACTIONS_PER_PORT_IMAGE
+        if status is not None and status.closed:
+            return before // per != after // per
+        return -(-before // per) != -(-after // per)
 
     def _update_closure(self) -> None:
         idle = self.engine.settings.course_idle_days
