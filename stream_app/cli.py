@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -13,20 +14,29 @@ from .codes import RULESET
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stream-app",
-        description="Streaming IGRT claim-line checker (ruleset %s)." % RULESET,
+        description=f"Streaming IGRT claim-line checker (ruleset {RULESET}).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
     replay = commands.add_parser("replay", help="run the rules over a JSON-lines file, no Kafka")
     replay.add_argument("path", nargs="?", default="-", help="JSON-lines file, or - for stdin")
-    replay.add_argument("--no-close-at-end", action="store_true",
-                        help="leave courses open at the end of the input")
+    replay.add_argument(
+        "--no-close-at-end", action="store_true", help="leave courses open at the end of the input"
+    )
     replay.add_argument("--payer-profiles", metavar="PATH", help="payer-profile TOML file")
     replay.add_argument("--course-idle-days", type=int, default=45, metavar="N")
-    replay.add_argument("--retain-days", type=int, default=120, metavar="N",
-                        help="drop closed courses N days behind the stream (default 120)")
-    replay.add_argument("--fixed-time", metavar="RFC3339",
-                        help="use this detected_at on every alert (reproducible output)")
+    replay.add_argument(
+        "--retain-days",
+        type=int,
+        default=120,
+        metavar="N",
+        help="drop closed courses N days behind the stream (default 120)",
+    )
+    replay.add_argument(
+        "--fixed-time",
+        metavar="RFC3339",
+        help="use this detected_at on every alert (reproducible output)",
+    )
     replay.add_argument("--quiet", action="store_true", help="no progress lines or summary")
 
     rules = commands.add_parser("rules", help="list the rules")
@@ -36,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
 
     publish = commands.add_parser("publish", help="send a JSON-lines file to the input topic")
     publish.add_argument("path", nargs="?", default="-")
-    publish.add_argument("--rate", type=float, help="lines per second (default: as fast as possible)")
+    publish.add_argument(
+        "--rate", type=float, help="lines per second (default: as fast as possible)"
+    )
     publish.add_argument("--stamp", action="store_true", help="set received_at to the send time")
 
     follow = commands.add_parser("alerts", help="print alerts from the alerts topic")
@@ -98,13 +110,18 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"stream-app: cannot read {args.path}: {exc.strerror}", file=sys.stderr)
         return 2
     engine = Engine(
-        MemoryStore(), registry, profiles,
+        MemoryStore(),
+        registry,
+        profiles,
         EngineSettings(course_idle_days=args.course_idle_days, retain_days=args.retain_days),
     )
     err = io.StringIO() if args.quiet else sys.stderr
     replay = Replay(
-        engine, sys.stdout.buffer, err,
-        close_at_end=not args.no_close_at_end, fixed_time=args.fixed_time,
+        engine,
+        sys.stdout.buffer,
+        err,
+        close_at_end=not args.no_close_at_end,
+        fixed_time=args.fixed_time,
     )
     try:
         with stream:
@@ -129,7 +146,9 @@ def _kafka_client(args: argparse.Namespace) -> int:
     settings = WorkerSettings()
     if args.command == "publish":
         with open_input(args.path) as stream:
-            sent = asyncio.run(publish(settings, read_lines(stream), rate=args.rate, stamp=args.stamp))
+            sent = asyncio.run(
+                publish(settings, read_lines(stream), rate=args.rate, stamp=args.stamp)
+            )
         print(f"stream-app: published {sent} lines to {settings.input_topic}", file=sys.stderr)
         return 0
 
@@ -143,14 +162,12 @@ def _kafka_client(args: argparse.Namespace) -> int:
         else:
             print_alert(alert)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(follow_alerts(settings, show, idle_seconds=args.idle))
-    except KeyboardInterrupt:
-        pass
-    open_by_rule = Counter(
-        str(a["rule_id"]) for a in latest.values() if a["status"] == "open"
+    open_by_rule = Counter(str(a["rule_id"]) for a in latest.values() if a["status"] == "open")
+    print(
+        f"stream-app: {len(latest)} alerts seen, {sum(open_by_rule.values())} open", file=sys.stderr
     )
-    print(f"stream-app: {len(latest)} alerts seen, {sum(open_by_rule.values())} open", file=sys.stderr)
     for rule_id, count in sorted(open_by_rule.items()):
         print(f"  {rule_id}: {count}", file=sys.stderr)
     return 0
@@ -164,16 +181,27 @@ def _rules(args: argparse.Namespace) -> int:
     registry = load_registry()
     if args.json:
         for spec in registry.specs.values():
-            sys.stdout.write(orjson.dumps({
-                "rule_id": spec.rule_id, "title": spec.title, "severity": spec.severity,
-                "carc": spec.carc, "citation": spec.citation, "finality": spec.finality,
-            }).decode() + "\n")
+            sys.stdout.write(
+                orjson.dumps(
+                    {
+                        "rule_id": spec.rule_id,
+                        "title": spec.title,
+                        "severity": spec.severity,
+                        "carc": spec.carc,
+                        "citation": spec.citation,
+                        "finality": spec.finality,
+                    }
+                ).decode()
+                + "\n"
+            )
         return 0
     width = max(len(rid) for rid in registry.ids)
     print(f"{'RULE':<{width}}  SEVERITY  CARC  FINALITY     TITLE / CITATION")
     for spec in registry.specs.values():
-        print(f"{spec.rule_id:<{width}}  {spec.severity:<8}  {spec.carc:<4}  "
-              f"{spec.finality:<11}  {spec.title}")
+        print(
+            f"{spec.rule_id:<{width}}  {spec.severity:<8}  {spec.carc:<4}  "
+            f"{spec.finality:<11}  {spec.title}"
+        )
         print(f"{'':<{width}}  {'':<8}  {'':<4}  {'':<11}  § {spec.citation}")
     return 0
 

@@ -23,10 +23,22 @@ from .model import (
 
 def _line_fields(line: Line) -> list[Any]:
     return [
-        line.patient_id, line.course_id, line.site, line.claim_id, line.line_number,
-        line.date_of_service, line.hcpcs, list(line.modifiers), line.units, line.claim_type,
-        line.place_of_service, line.payer_id, line.payer_type, list(line.diagnosis_codes),
-        line.modality, line.received_at,
+        line.patient_id,
+        line.course_id,
+        line.site,
+        line.claim_id,
+        line.line_number,
+        line.date_of_service,
+        line.hcpcs,
+        list(line.modifiers),
+        line.units,
+        line.claim_type,
+        line.place_of_service,
+        line.payer_id,
+        line.payer_type,
+        list(line.diagnosis_codes),
+        line.modality,
+        line.received_at,
     ]
 
 
@@ -41,14 +53,16 @@ def _evidence(raw: list[list[Any]]) -> tuple[tuple[str, int, str, str], ...]:
 
 
 def encode_day(day: DayState) -> bytes:
-    return orjson.dumps({
-        "l": [_line_fields(line) for line in day.lines.values()],
-        "m": [
-            [claim, number, {rid: list(memo) for rid, memo in memos.items()}]
-            for (claim, number), memos in day.memos.items()
-        ],
-        "v": [_line_fields(line) for line in day.voided.values()],
-    })
+    return orjson.dumps(
+        {
+            "l": [_line_fields(line) for line in day.lines.values()],
+            "m": [
+                [claim, number, {rid: list(memo) for rid, memo in memos.items()}]
+                for (claim, number), memos in day.memos.items()
+            ],
+            "v": [_line_fields(line) for line in day.voided.values()],
+        }
+    )
 
 
 def decode_day(raw: bytes) -> DayState:
@@ -67,13 +81,15 @@ def decode_day(raw: bytes) -> DayState:
 
 
 def encode_course(course: CourseState) -> bytes:
-    return orjson.dumps({
-        "d": course.dates,
-        "f": course.fractions,
-        "m": course.modalities,
-        "s": course.skin_lines,
-        "p": [[c, n, d, u] for (c, n), (d, u) in course.port_lines.items()],
-    })
+    return orjson.dumps(
+        {
+            "d": course.dates,
+            "f": course.fractions,
+            "m": course.modalities,
+            "s": course.skin_lines,
+            "p": [[c, n, d, u] for (c, n), (d, u) in course.port_lines.items()],
+        }
+    )
 
 
 def decode_course(raw: bytes) -> CourseState:
@@ -88,17 +104,22 @@ def decode_course(raw: bytes) -> CourseState:
 
 
 def encode_patient(patient: PatientState) -> bytes:
-    return orjson.dumps({
-        "w": patient.watermark,
-        "c": [[ref.course_id, ref.site, *status] for ref, status in patient.courses.items()],
-    })
+    return orjson.dumps(
+        {
+            "w": patient.watermark,
+            "c": [[ref.course_id, ref.site, *status] for ref, status in patient.courses.items()],
+        }
+    )
 
 
 def decode_patient(raw: bytes) -> PatientState:
     doc = orjson.loads(raw)
     return PatientState(
         watermark=doc["w"],
-        courses={CourseRef(c, s): CourseStatus(last, ended, closed) for c, s, last, ended, closed in doc["c"]},
+        courses={
+            CourseRef(c, s): CourseStatus(last, ended, closed)
+            for c, s, last, ended, closed in doc["c"]
+        },
     )
 
 

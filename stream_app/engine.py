@@ -126,8 +126,10 @@ class Engine:
             return 0
         horizon = date_ordinal(stream_watermark) - self.settings.retain_days
         stale = [
-            ref for ref, status in patient.courses.items()
-            if status.closed and date_ordinal(status.last_date) < horizon
+            ref
+            for ref, status in patient.courses.items()
+            if status.closed
+            and date_ordinal(status.last_date) < horizon
             and self.store.get_course((patient_id, *ref)) is not None
         ]
         for ref in stale:
@@ -180,7 +182,8 @@ class Engine:
         if previous is not None:
             work.remove(previous, departing=False)
         if location is not None and (location.site, location.date_of_service) != (
-            line.site, line.date_of_service,
+            line.site,
+            line.date_of_service,
         ):
             work.move_memos(location, line)
         work.add(line)
@@ -192,7 +195,10 @@ class Engine:
 
 
 def _resolved_message(spec: RuleSpec, line: Line) -> str:
-    return f"resolved: {spec.title.lower()} no longer applies to {line.hcpcs} on {line.date_of_service}"
+    return (
+        f"resolved: {spec.title.lower()} no longer applies to {line.hcpcs} "
+        f"on {line.date_of_service}"
+    )
 
 
 class _CourseSnapshot(NamedTuple):
@@ -202,7 +208,9 @@ class _CourseSnapshot(NamedTuple):
 
 
 def _snapshot(course: CourseState) -> _CourseSnapshot:
-    return _CourseSnapshot(course.facts(), course.fractions, tuple(sorted(course.port_lines.items())))
+    return _CourseSnapshot(
+        course.facts(), course.fractions, tuple(sorted(course.port_lines.items()))
+    )
 
 
 class _Work:
@@ -344,8 +352,10 @@ class _Work:
         watermark = date_ordinal(self.patient.watermark) if self.patient.watermark else None
         for ref, status in list(self.patient.courses.items()):
             # Closing is final (SPEC 4): a later line for the course is evaluated final.
-            closed = status.closed or status.ended or (
-                watermark is not None and watermark - date_ordinal(status.last_date) >= idle
+            closed = (
+                status.closed
+                or status.ended
+                or (watermark is not None and watermark - date_ordinal(status.last_date) >= idle)
             )
             if closed != status.closed:
                 self.patient.courses[ref] = status._replace(closed=closed)
@@ -376,8 +386,10 @@ class _Work:
                 closed=bool(status and status.closed),
                 has_skin_dx=course.skin_lines > 0,
                 port_lines=tuple(
-                    sorted((d, claim, number, units)
-                           for (claim, number), (d, units) in course.port_lines.items())
+                    sorted(
+                        (d, claim, number, units)
+                        for (claim, number), (d, units) in course.port_lines.items()
+                    )
                 ),
             )
             self.views[ref] = view
@@ -425,10 +437,19 @@ class _Work:
                 else:
                     message = _resolved_message(spec, line)
                     status = "resolved"
-                transitions.append(Transition(
-                    spec, line, status, memo.finality, memo.excess_units, memo.evidence,
-                    message, memo.sequence, profile,
-                ))
+                transitions.append(
+                    Transition(
+                        spec,
+                        line,
+                        status,
+                        memo.finality,
+                        memo.excess_units,
+                        memo.evidence,
+                        message,
+                        memo.sequence,
+                        profile,
+                    )
+                )
         return transitions
 
     def _violations(
@@ -477,27 +498,49 @@ class _Work:
             closed = spec.finality == FINAL or self.course_view(line.course_id, line.site).closed
             finality = FINAL if closed else PROVISIONAL
             memo = memos.get(rule_id)
-            if memo is not None and memo.is_open and (
-                memo.finality, memo.excess_units, memo.evidence
-            ) == (finality, violation.excess_units, violation.evidence):
+            if (
+                memo is not None
+                and memo.is_open
+                and (memo.finality, memo.excess_units, memo.evidence)
+                == (finality, violation.excess_units, violation.evidence)
+            ):
                 continue
             sequence = memo.sequence + 1 if memo else 1
-            updated[rule_id] = Memo(sequence, True, finality, violation.excess_units, violation.evidence)
-            transitions.append(Transition(
-                spec, line, "open", finality, violation.excess_units, violation.evidence,
-                violation.message, sequence, profile,
-            ))
+            updated[rule_id] = Memo(
+                sequence, True, finality, violation.excess_units, violation.evidence
+            )
+            transitions.append(
+                Transition(
+                    spec,
+                    line,
+                    "open",
+                    finality,
+                    violation.excess_units,
+                    violation.evidence,
+                    violation.message,
+                    sequence,
+                    profile,
+                )
+            )
         for rule_id, memo in memos.items():
             if only is not None and rule_id not in only:
                 continue
             if memo.is_open and rule_id not in violations:
                 spec = specs[rule_id]
                 updated[rule_id] = memo._replace(sequence=memo.sequence + 1, is_open=False)
-                transitions.append(Transition(
-                    spec, line, "resolved", memo.finality, memo.excess_units, memo.evidence,
-                    _resolved_message(spec, line),
-                    memo.sequence + 1, profile,
-                ))
+                transitions.append(
+                    Transition(
+                        spec,
+                        line,
+                        "resolved",
+                        memo.finality,
+                        memo.excess_units,
+                        memo.evidence,
+                        _resolved_message(spec, line),
+                        memo.sequence + 1,
+                        profile,
+                    )
+                )
         if transitions:
             day.memos[key] = updated
         return transitions

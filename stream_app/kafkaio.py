@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from .topics import admin_kwargs
 from .settings import WorkerSettings
+from .topics import admin_kwargs
 
 
 def _intake_key(raw: bytes) -> bytes | None:
@@ -34,12 +34,17 @@ def _client_kwargs(settings: WorkerSettings) -> dict[str, Any]:
 
 
 async def publish(
-    settings: WorkerSettings, lines: Iterable[bytes], *, rate: float | None = None,
+    settings: WorkerSettings,
+    lines: Iterable[bytes],
+    *,
+    rate: float | None = None,
     stamp: bool = False,
 ) -> int:
     """Send each non-empty line to the input topic; returns how many were sent."""
     producer = AIOKafkaProducer(
-        **_client_kwargs(settings), linger_ms=5, max_request_size=4 * 1024 * 1024,
+        **_client_kwargs(settings),
+        linger_ms=5,
+        max_request_size=4 * 1024 * 1024,
         acks="all",
     )
     await producer.start()
@@ -88,9 +93,12 @@ async def follow_alerts(
 ) -> int:
     """Read alerts until `idle_seconds` pass with none (or forever); returns the count."""
     consumer = AIOKafkaConsumer(
-        settings.alerts_topic, **_client_kwargs(settings),
+        settings.alerts_topic,
+        **_client_kwargs(settings),
         auto_offset_reset="earliest" if from_beginning else "latest",
-        enable_auto_commit=False, group_id=None, isolation_level="read_committed",
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_committed",
     )
     await consumer.start()
     count = 0

@@ -117,7 +117,9 @@ class DayState:
 
     lines: dict[LineKey, Line] = field(default_factory=dict)
     memos: dict[LineKey, dict[str, Memo]] = field(default_factory=dict)
-    voided: dict[LineKey, Line] = field(default_factory=dict)  # last version of voided lines with memos
+    voided: dict[LineKey, Line] = field(
+        default_factory=dict
+    )  # last version of voided lines with memos
 
 
 @dataclass(slots=True)

@@ -117,9 +117,7 @@ class Replay:
         self.summary.events += 1
         self.summary.outcomes[result.outcome] += 1
         self.emit(result.transitions)
-        event_date = (
-            event.line.date_of_service if isinstance(event, ClaimLineEvent) else event.date
-        )
+        event_date = event.line.date_of_service if isinstance(event, ClaimLineEvent) else event.date
         if event_date > self.watermark:
             self.watermark = event_date
             self._maybe_sweep()

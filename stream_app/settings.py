@@ -48,4 +48,6 @@ class WorkerSettings(BaseSettings):
 
     @property
     def broker_urls(self) -> list[str]:
-        return [f"kafka://{host.strip()}" for host in self.bootstrap_servers.split(",") if host.strip()]
+        return [
+            f"kafka://{host.strip()}" for host in self.bootstrap_servers.split(",") if host.strip()
+        ]

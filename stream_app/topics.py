@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -53,10 +54,10 @@ def repartition_topic(settings: WorkerSettings) -> str:
 
 async def ensure_topics(settings: WorkerSettings, timeout: float = 30.0) -> list[str]:
     """Create the input, alerts, dead-letter and re-key topics if missing; returns those created."""
-    admin = AIOKafkaAdminClient(**admin_kwargs(settings))  # type: ignore[arg-type]
+    admin = AIOKafkaAdminClient(**admin_kwargs(settings))
     try:
         await asyncio.wait_for(admin.start(), timeout)
-    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, KafkaError, OSError) as exc:
         raise TopicSetupError(
             f"cannot reach Kafka at {settings.bootstrap_servers}: {type(exc).__name__}: {exc}"
         ) from None
@@ -74,13 +75,13 @@ async def ensure_topics(settings: WorkerSettings, timeout: float = 30.0) -> list
         }
         missing = [name for name in wanted if name not in existing]
         if missing:
-            try:
-                await admin.create_topics([
-                    NewTopic(name, settings.partitions, 1, topic_configs=wanted[name])
-                    for name in missing
-                ])
-            except TopicAlreadyExistsError:
-                pass
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [
+                        NewTopic(name, settings.partitions, 1, topic_configs=wanted[name])
+                        for name in missing
+                    ]
+                )
             log.info("created topics: %s", ", ".join(missing))
         return missing
     except KafkaError as exc:

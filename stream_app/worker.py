@@ -62,14 +62,23 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
 
     def raw_topic(name: str, **extra: Any) -> Any:
         return app.topic(
-            name, key_type=bytes, value_type=bytes, key_serializer="raw",
-            value_serializer="raw", partitions=settings.partitions, **extra,
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+            **extra,
         )
 
     def raw_table(name: str) -> Any:
         # bytes key and value types make Faust use its raw codec for the table.
         return app.Table(
-            name, default=None, partitions=settings.partitions, key_type=bytes, value_type=bytes,
+            name,
+            default=None,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
         )
 
     input_topic = raw_topic(settings.input_topic)
@@ -77,25 +86,31 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     dlq_topic = raw_topic(settings.dlq_topic)
     by_patient = raw_topic(repartition_topic(settings))
     store = FaustStore(
-        patients=raw_table("patients"), courses=raw_table("courses"),
-        days=raw_table("days"), locations=raw_table("locations"),
+        patients=raw_table("patients"),
+        courses=raw_table("courses"),
+        days=raw_table("days"),
+        locations=raw_table("locations"),
     )
     engine = Engine(
-        store, load_registry(), profiles,
-        EngineSettings(course_idle_days=settings.course_idle_days, retain_days=settings.retain_days),
+        store,
+        load_registry(),
+        profiles,
+        EngineSettings(
+            course_idle_days=settings.course_idle_days, retain_days=settings.retain_days
+        ),
     )
     # Offsets below the end of a partition at assignment may have been
     # processed before a crash (see Engine.restate).
     recovery_until: dict[Any, int] = {}
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _remember_highwaters(sender: Any, assigned: Any, **_: Any) -> None:
         ours = [tp for tp in assigned if tp.topic == by_patient.get_topic_name()]
         if not ours:
             return
         try:
             highwaters = await app.consumer.highwaters(*ours)
-        except Exception as exc:  # noqa: BLE001 - degrade to no restating
+        except Exception as exc:
             log.warning("could not read partition end offsets: %s", type(exc).__name__)
             return
         recovery_until.update(highwaters)
@@ -104,9 +119,13 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         metrics.LINES.labels("invalid").inc()
         metrics.DEAD_LETTERS.labels(invalid.reason).inc()
         await dlq_topic.send(
-            key=key, value=raw,
-            headers=[("reason", invalid.reason.encode()), ("detail", invalid.detail.encode()),
-                     ("source", source.encode())],
+            key=key,
+            value=raw,
+            headers=[
+                ("reason", invalid.reason.encode()),
+                ("detail", invalid.detail.encode()),
+                ("source", source.encode()),
+            ],
         )
 
     @app.agent(input_topic)
@@ -119,7 +138,9 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
                 source = f"{message.topic}:{message.partition}:{message.offset}"
                 await dead_letter(event.key, raw, parsed, source)
                 continue
-            patient_id = parsed.line.patient_id if isinstance(parsed, ClaimLineEvent) else parsed.patient_id
+            patient_id = (
+                parsed.line.patient_id if isinstance(parsed, ClaimLineEvent) else parsed.patient_id
+            )
             await by_patient.send(key=patient_id.encode(), value=raw)
 
     @app.agent(by_patient)
@@ -135,16 +156,23 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
                 result = engine.apply(parsed)
                 transitions = result.transitions
                 message = event.message
-                if not transitions and result.outcome in _ALREADY_APPLIED and (
-                    message.offset < recovery_until.get(message.tp, -1)
+                if (
+                    not transitions
+                    and result.outcome in _ALREADY_APPLIED
+                    and (message.offset < recovery_until.get(message.tp, -1))
                 ):
                     transitions = engine.restate(parsed)
-            except Exception as exc:  # noqa: BLE001 - one bad event must not stop the stream
+            except Exception as exc:
                 # No traceback text: exception messages can carry claim data.
-                log.error("engine failed on an event (%s); sent to the dead-letter topic",
-                          type(exc).__name__)
+                log.error(
+                    "engine failed on an event (%s); sent to the dead-letter topic",
+                    type(exc).__name__,
+                )
                 await dead_letter(
-                    event.key, raw, Invalid("engine_error", type(exc).__name__), "engine",
+                    event.key,
+                    raw,
+                    Invalid("engine_error", type(exc).__name__),
+                    "engine",
                 )
                 continue
             metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
@@ -157,7 +185,8 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         detected_at = now_rfc3339()
         for transition in transitions:
             await alerts_topic.send(
-                key=transition.line.claim_id.encode(), value=encode_alert(transition, detected_at),
+                key=transition.line.claim_id.encode(),
+                value=encode_alert(transition, detected_at),
             )
             metrics.ALERT_TRANSITIONS.labels(
                 transition.spec.rule_id, transition.status, transition.finality
@@ -193,14 +222,17 @@ def _credentials(settings: WorkerSettings) -> Any:
             cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
         )
     return faust.SASLCredentials(
-        username=settings.sasl_username, password=settings.sasl_password,
-        mechanism=settings.sasl_mechanism, ssl_context=ssl_context,
+        username=settings.sasl_username,
+        password=settings.sasl_password,
+        mechanism=settings.sasl_mechanism,
+        ssl_context=ssl_context,
     )
 
 
 def run_worker() -> int:
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
+        level=logging.INFO,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

@@ -28,7 +28,12 @@ __all__ = [
 ]
 
 FAMILIES: Final[tuple[ModuleType, ...]] = (
-    deleted, port_images, bundling, per_fraction, modality, components,
+    deleted,
+    port_images,
+    bundling,
+    per_fraction,
+    modality,
+    components,
 )
 
 # SPEC 6, in the order of its table.
@@ -81,7 +86,9 @@ class Registry:
         for declared in self.rules:
             for code in declared.spec.applies_to:
                 self.by_code[code] = (*self.by_code.get(code, ()), declared)
-        self.course_fact_rules = frozenset(r.spec.rule_id for r in self.rules if r.spec.course_facts)
+        self.course_fact_rules = frozenset(
+            r.spec.rule_id for r in self.rules if r.spec.course_facts
+        )
         self.port_unit_rules = frozenset(r.spec.rule_id for r in self.rules if r.spec.port_units)
 
     def for_codes(self, billed: Iterable[str]) -> tuple[Rule, ...]:
@@ -101,7 +108,9 @@ class Registry:
 
 
 def discover(families: Iterable[ModuleType] = FAMILIES) -> list[Rule]:
-    return [value for module in families for value in vars(module).values() if isinstance(value, Rule)]
+    return [
+        value for module in families for value in vars(module).values() if isinstance(value, Rule)
+    ]
 
 
 def load_registry() -> Registry:

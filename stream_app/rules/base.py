@@ -105,8 +105,16 @@ def rule(
     def declare(check: CheckFn) -> Rule:
         doc = (check.__doc__ or "").strip()
         spec = RuleSpec(
-            rule_id, title, severity, carc, citation, finality, doc, frozenset(applies_to),
-            course_facts, port_units,
+            rule_id,
+            title,
+            severity,
+            carc,
+            citation,
+            finality,
+            doc,
+            frozenset(applies_to),
+            course_facts,
+            port_units,
         )
         return Rule(spec, check)
 

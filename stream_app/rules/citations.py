@@ -11,4 +11,6 @@ STANDARDS_77387: Final = "Standards for CPT® Code 77387"
 PORT_IMAGES_77417: Final = "Port Images Image-Guided Radiation Therapy, IGRT (CPT® Code 77417)"
 STANDARDS_77417: Final = "Standards for CPT® Code 77417"
 ULTRASOUND_G6001: Final = "Ultrasound Image-Guided Radiation Therapy, IGRT (HCPCS Code G6001)"
-INTRAFRACTION_G6017: Final = "Intra-Fraction Image-Guided Radiation Therapy, IGRT (HCPCS Code G6017)"
+INTRAFRACTION_G6017: Final = (
+    "Intra-Fraction Image-Guided Radiation Therapy, IGRT (HCPCS Code G6017)"
+)

@@ -58,7 +58,10 @@ def igrt_per_fraction(day: DayView) -> Iterator[Violation]:
     for line in localization:
         if line.key in excess:
             yield Violation(
-                "igrt-per-fraction", line.key, message, excess[line.key],
+                "igrt-per-fraction",
+                line.key,
+                message,
+                excess[line.key],
                 evidence_of(context, exclude=line),
             )
 

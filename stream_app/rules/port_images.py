@@ -114,7 +114,9 @@ def port_image_frequency(day: DayView) -> Iterator[Violation]:
             )
 
 
-def _port_images_with(day: DayView, rule_id: str, other_code: str, other_name: str) -> Iterator[Violation]:
+def _port_images_with(
+    day: DayView, rule_id: str, other_code: str, other_name: str
+) -> Iterator[Violation]:
     others = day.coded(other_code)
     if not others:
         return
@@ -155,7 +157,9 @@ def port_image_with_igrt(day: DayView) -> Iterator[Violation]:
 def port_image_with_verification_sim(day: DayView) -> Iterator[Violation]:
     """Port images are not billable on the same date and site as 77280."""
     return _port_images_with(
-        day, "port-image-with-verification-sim", codes.VERIFICATION_SIMULATION,
+        day,
+        "port-image-with-verification-sim",
+        codes.VERIFICATION_SIMULATION,
         "verification simulation",
     )
 

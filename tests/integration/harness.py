@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from stream_app.alerts import fold
@@ -111,8 +111,11 @@ class Deployment:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "ab")  # noqa: SIM115 - owned by the WorkerProcess
         process = subprocess.Popen(
-            [sys.executable, "-m", "stream_app", "worker"], env=env, stdout=log,
-            stderr=subprocess.STDOUT, cwd=ROOT,
+            [sys.executable, "-m", "stream_app", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
         worker = WorkerProcess(process, log_path, int(env["STREAM_APP_WEB_PORT"]), log)
         if wait:
@@ -126,7 +129,9 @@ class Deployment:
         return asyncio.run(_read_all(self.broker.bootstrap, topic))
 
     def alerts(self) -> list[dict[str, Any]]:
-        return [orjson.loads(record.value) for record in self.read_topic(self.settings.alerts_topic)]
+        return [
+            orjson.loads(record.value) for record in self.read_topic(self.settings.alerts_topic)
+        ]
 
     def wait_caught_up(self, timeout: float = 300, settle: float = 2.0) -> None:
         """Until the group has consumed everything on the input and re-key topics."""
@@ -181,9 +186,14 @@ class WorkerProcess:
 
 async def _read_all(bootstrap: str, topic: str) -> list[Any]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-        auto_offset_reset="earliest", isolation_level="read_committed",
-        max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024,
+        topic,
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
     try:
@@ -232,8 +242,15 @@ def replay_alerts(lines: Iterable[bytes], close_at_end: bool = False) -> list[di
 def comparable(alerts: Iterable[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     """Folded open alerts, without the fields that legitimately differ per run."""
     return {
-        alert_id: (a["rule_id"], a["finality"], a["excess_units"], a["severity"], a["carc"],
-                   tuple(tuple(sorted(e.items())) for e in a["evidence"]), a["hcpcs"],
-                   a["date_of_service"])
+        alert_id: (
+            a["rule_id"],
+            a["finality"],
+            a["excess_units"],
+            a["severity"],
+            a["carc"],
+            tuple(tuple(sorted(e.items())) for e in a["evidence"]),
+            a["hcpcs"],
+            a["date_of_service"],
+        )
         for alert_id, a in fold(alerts).items()
     }

@@ -32,8 +32,9 @@ def assert_same_as_replay(deployment: Deployment, lines: list[bytes]) -> None:
     extra = actual.keys() - expected.keys()
     differ = [k for k in expected.keys() & actual.keys() if expected[k] != actual[k]]
     assert not missing and not extra and not differ, (
-        f"{len(missing)} missing, {len(extra)} extra, {len(differ)} differ; e.g. "
-        f"{sorted(missing)[:3]} {sorted(extra)[:3]} {[(k, expected[k], actual[k]) for k in differ[:2]]}"
+        f"{len(missing)} missing, {len(extra)} extra, {len(differ)} differ; "
+        f"e.g. {sorted(missing)[:3]} {sorted(extra)[:3]} "
+        f"{[(k, expected[k], actual[k]) for k in differ[:2]]}"
     )
     assert expected, "the stream should produce open alerts"
 
@@ -51,11 +52,18 @@ def test_sample_and_generated_stream_match_replay(deployment: Deployment) -> Non
 
 
 def test_bad_input_goes_to_dead_letters_and_the_worker_goes_on(deployment: Deployment) -> None:
-    good = orjson.dumps({
-        "claim_id": "DLQ-1", "line_number": 1, "patient_id": "P-DLQ", "course_id": "K",
-        "site": "prostate", "date_of_service": "2025-05-05", "hcpcs": "77421",
-        "claim_type": "professional",
-    })
+    good = orjson.dumps(
+        {
+            "claim_id": "DLQ-1",
+            "line_number": 1,
+            "patient_id": "P-DLQ",
+            "course_id": "K",
+            "site": "prostate",
+            "date_of_service": "2025-05-05",
+            "hcpcs": "77421",
+            "claim_type": "professional",
+        }
+    )
     bad = [
         b"{not json",
         orjson.dumps({"patient_id": "P-DLQ", "claim_id": "X", "line_number": "one"}),
