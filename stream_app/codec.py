@@ -116,10 +116,7 @@ def decode_patient(raw: bytes) -> PatientState:
     doc = orjson.loads(raw)
     return PatientState(
         watermark=doc["w"],
-        courses={
-            CourseRef(c, s): CourseStatus(last, ended, closed)
-            for c, s, last, ended, closed in doc["c"]
-        },
+        courses={CourseRef(c[0], c[1]): CourseStatus(*c[2:]) for c in doc["c"]},
     )
 
 

@@ -9,7 +9,8 @@ violations against the memo of what was last emitted for each alert.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -53,8 +54,40 @@ class Transition(NamedTuple):
 
 @dataclass(slots=True)
 class Result:
-    outcome: str  # processed | duplicate | void | void_unknown | course_end | swept
+    outcome: str  # processed | duplicate | void | void_unknown | course_end
     transitions: list[Transition]
+
+
+class _Scope:
+    """Event time of one stream (a replay, or one Kafka partition) and the
+    patients of that stream ordered by when their courses next need a look:
+    an open course at last line + idle days, a closed one at + retain days."""
+
+    def __init__(self) -> None:
+        self.watermark = ""
+        self.heap: list[tuple[int, str]] = []
+        self.due: dict[str, int] = {}
+
+    def advance(self, event_date: str) -> None:
+        if event_date > self.watermark:
+            self.watermark = event_date
+
+    def touch(self, patient_id: str, due: int | None) -> None:
+        if due is None:
+            self.due.pop(patient_id, None)
+        elif self.due.get(patient_id) != due:
+            self.due[patient_id] = due
+            heapq.heappush(self.heap, (due, patient_id))
+
+    def pop_due(self) -> Iterator[str]:
+        if not self.watermark:
+            return
+        now = date_ordinal(self.watermark)
+        while self.heap and self.heap[0][0] <= now:
+            due, patient_id = heapq.heappop(self.heap)
+            if self.due.get(patient_id) == due:  # else a stale entry
+                del self.due[patient_id]
+                yield patient_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +111,61 @@ class Engine:
         self.settings = settings
         book = profiles or ProfileBook()
         self.profile_of = lru_cache(maxsize=4096)(book.resolve)
+        self._scopes: dict[int, _Scope] = {}
+        self.pruned_courses = 0
 
-    def apply(self, event: Event) -> Result:
+    def apply(self, event: Event, scope: int = 0) -> Result:
+        """Apply one event; its transitions include those of courses of other
+        patients in the same scope that the event's date made idle (SPEC 4).
+
+        A scope is one stream with its own event time: replay uses one, the
+        worker one per partition, so a scope only ever touches its own keys.
+        """
+        stream = self._scope(scope)
         if isinstance(event, CourseEndEvent):
-            return self._course_end(event)
-        return self._claim_line(event)
+            stream.advance(event.date)
+            result, due = self._course_end(event, stream.watermark)
+            patient_id = event.patient_id
+        else:
+            stream.advance(event.line.date_of_service)
+            result, due = self._claim_line(event, stream.watermark)
+            patient_id = event.line.patient_id
+        if result.outcome not in ("duplicate", "void_unknown"):
+            stream.touch(patient_id, due)
+        for idle_patient in list(stream.pop_due()):
+            transitions, next_due = self._maintain(idle_patient, stream.watermark)
+            result.transitions.extend(transitions)
+            stream.touch(idle_patient, next_due)
+        return result
+
+    def watermark(self, scope: int = 0) -> str:
+        return self._scope(scope).watermark
+
+    def adopt(self, scope: int, patient_ids: Iterable[str]) -> int:
+        """Rebuild a scope's event time and idle index from stored patients
+        (a worker taking over a partition); returns how many it found."""
+        stream = self._scopes[scope] = _Scope()
+        found = 0
+        for patient_id in patient_ids:
+            patient = self.store.get_patient(patient_id)
+            if patient is None:
+                continue
+            found += 1
+            stream.advance(patient.watermark)
+            stream.touch(patient_id, self._next_due(patient))
+        return found
+
+    def _scope(self, scope: int) -> _Scope:
+        found = self._scopes.get(scope)
+        if found is None:
+            found = self._scopes[scope] = _Scope()
+        return found
 
     def close_all(self, patient_ids: Iterable[str]) -> list[Transition]:
         """Close every course of these patients (the end of a replay)."""
         transitions: list[Transition] = []
         for patient_id in patient_ids:
-            work = _Work(self, patient_id)
+            work = _Work(self, patient_id, "")
             for ref, status in list(work.patient.courses.items()):
                 if not status.ended:
                     work.patient.courses[ref] = status._replace(ended=True)
@@ -103,11 +180,11 @@ class Engine:
         consumer that folds by alert_id, and makes sure nothing is lost.
         """
         if isinstance(event, CourseEndEvent):
-            work = _Work(self, event.patient_id)
+            work = _Work(self, event.patient_id, "")
             ref = CourseRef(event.course_id, event.site)
             days = [(ref.site, d) for d in work.course(ref).dates]
         else:
-            work = _Work(self, event.line.patient_id)
+            work = _Work(self, event.line.patient_id, "")
             location = self.store.get_location(
                 (event.line.patient_id, event.line.claim_id, event.line.line_number)
             )
@@ -119,22 +196,33 @@ class Engine:
             transitions.extend(work.restate_day(site, day_date))
         return transitions
 
-    def prune(self, patient_id: str, stream_watermark: str) -> int:
-        """Drop closed courses far behind the stream; returns how many."""
-        patient = self.store.get_patient(patient_id)
-        if patient is None or not stream_watermark:
-            return 0
-        horizon = date_ordinal(stream_watermark) - self.settings.retain_days
-        stale = [
-            ref
-            for ref, status in patient.courses.items()
-            if status.closed
-            and date_ordinal(status.last_date) < horizon
-            and self.store.get_course((patient_id, *ref)) is not None
+    def _next_due(self, patient: PatientState) -> int | None:
+        idle, retain = self.settings.course_idle_days, self.settings.retain_days
+        dues = [
+            date_ordinal(status.last_date) + (retain if status.closed else idle)
+            for status in patient.courses.values()
+            if not status.pruned
         ]
-        for ref in stale:
-            self._drop_course(patient_id, ref)
-        return len(stale)
+        return min(dues) if dues else None
+
+    def _maintain(self, patient_id: str, watermark: str) -> tuple[list[Transition], int | None]:
+        """Close the patient's idle courses, then drop closed ones far behind."""
+        work = _Work(self, patient_id, watermark)
+        transitions = work.finish()
+        patient = work.patient
+        horizon = date_ordinal(watermark) - self.settings.retain_days
+        for ref, status in list(patient.courses.items()):
+            if status.closed and not status.pruned and date_ordinal(status.last_date) <= horizon:
+                self._drop_course(patient_id, ref)
+                patient.courses[ref] = status._replace(pruned=True)
+                self.pruned_courses += 1
+        due = self._next_due(patient)
+        if due is None:
+            # Nothing left that a rule could need: forget the patient.
+            self.store.del_patient(patient_id)
+        else:
+            self.store.put_patient(patient_id, patient)
+        return transitions, due
 
     def _drop_course(self, patient_id: str, ref: CourseRef) -> None:
         course_key = (patient_id, ref.course_id, ref.site)
@@ -158,27 +246,27 @@ class Engine:
                 self.store.del_day(day_key)
         self.store.del_course(course_key)
 
-    def _course_end(self, event: CourseEndEvent) -> Result:
-        work = _Work(self, event.patient_id)
+    def _course_end(self, event: CourseEndEvent, watermark: str) -> tuple[Result, int | None]:
+        work = _Work(self, event.patient_id, watermark)
         ref = CourseRef(event.course_id, event.site)
         status = work.patient.courses.get(ref) or CourseStatus(event.date, False, False)
         work.patient.courses[ref] = status._replace(ended=True)
         work.advance(event.date)
-        return Result("course_end", work.finish())
+        return Result("course_end", work.finish()), self._next_due(work.patient)
 
-    def _claim_line(self, event: ClaimLineEvent) -> Result:
+    def _claim_line(self, event: ClaimLineEvent, watermark: str) -> tuple[Result, int | None]:
         line = event.line
-        work = _Work(self, line.patient_id)
+        work = _Work(self, line.patient_id, watermark)
         location_key = (line.patient_id, line.claim_id, line.line_number)
         location = self.store.get_location(location_key)
         previous = work.line_at(location, line.key) if location else None
         if event.action == "void":
             if previous is None:
-                return Result("void_unknown", [])
+                return Result("void_unknown", []), None
             work.remove(previous, departing=True)
-            return Result("void", work.finish())
+            return Result("void", work.finish()), self._next_due(work.patient)
         if previous == line:
-            return Result("duplicate", [])
+            return Result("duplicate", []), None
         if previous is not None:
             work.remove(previous, departing=False)
         if location is not None and (location.site, location.date_of_service) != (
@@ -191,7 +279,7 @@ class Engine:
             location_key, LineLocation(line.course_id, line.site, line.date_of_service)
         )
         work.advance(line.date_of_service)
-        return Result("processed", work.finish())
+        return Result("processed", work.finish()), self._next_due(work.patient)
 
 
 def _resolved_message(spec: RuleSpec, line: Line) -> str:
@@ -216,8 +304,9 @@ def _snapshot(course: CourseState) -> _CourseSnapshot:
 class _Work:
     """The state one event touches, loaded once, written back once."""
 
-    def __init__(self, engine: Engine, patient_id: str) -> None:
+    def __init__(self, engine: Engine, patient_id: str, watermark: str) -> None:
         self.engine = engine
+        self.watermark = watermark  # the stream's event time
         self.store = engine.store
         self.patient_id = patient_id
         self.patient = self.store.get_patient(patient_id) or PatientState()
@@ -263,8 +352,10 @@ class _Work:
         status = self.patient.courses.get(line.course_ref)
         if status is None:
             status = CourseStatus(line.date_of_service, False, False)
-        elif line.date_of_service > status.last_date:
-            status = status._replace(last_date=line.date_of_service)
+        else:
+            status = status._replace(
+                last_date=max(status.last_date, line.date_of_service), pruned=False
+            )
         self.patient.courses[line.course_ref] = status
 
     def remove(self, line: Line, *, departing: bool) -> None:
@@ -349,7 +440,8 @@ class _Work:
 
     def _update_closure(self) -> None:
         idle = self.engine.settings.course_idle_days
-        watermark = date_ordinal(self.patient.watermark) if self.patient.watermark else None
+        watermark = date_ordinal(self.watermark) if self.watermark else None
+        provisional = self.engine.registry.provisional_rules
         for ref, status in list(self.patient.courses.items()):
             # Closing is final (SPEC 4): a later line for the course is evaluated final.
             closed = (
@@ -359,7 +451,8 @@ class _Work:
             )
             if closed != status.closed:
                 self.patient.courses[ref] = status._replace(closed=closed)
-                self._evaluate_course(ref, self.course(ref).dates)
+                # Closing changes only what provisional rules decide.
+                self._evaluate_course(ref, self.course(ref).dates, provisional)
 
     def evaluate(self, site: str, day_date: str, only: frozenset[str] | None = None) -> None:
         key = (site, day_date)

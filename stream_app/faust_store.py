@@ -45,6 +45,9 @@ class FaustStore:
     def put_patient(self, patient_id: str, state: PatientState) -> None:
         self.patients[_key(patient_id)] = codec.encode_patient(state)
 
+    def del_patient(self, patient_id: str) -> None:
+        self._delete(self.patients, _key(patient_id))
+
     def get_course(self, key: CourseKey) -> CourseState | None:
         raw = self.courses.get(_key(*key))
         return codec.decode_course(raw) if raw else None

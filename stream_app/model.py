@@ -87,6 +87,7 @@ class CourseStatus(NamedTuple):
     last_date: str  # latest date of service ever seen for the course
     ended: bool  # a course_end event arrived
     closed: bool  # as last evaluated: ended, idle, or closed at end of replay
+    pruned: bool = False  # its lines were dropped from state (closed long ago)
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from . import metrics
@@ -99,15 +100,31 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             course_idle_days=settings.course_idle_days, retain_days=settings.retain_days
         ),
     )
+    state_gauges = metrics.StateGauges(engine.registry.ids)
+
+    async def _recount_state() -> None:
+        await state_gauges.refresh(
+            store.days,
+            store.courses,
+            generation=app.rebalancing_count,
+            interrupted=lambda: bool(app.rebalancing),
+        )
+
+    app.timer(interval=metrics.StateGauges.TICK_SECONDS)(_recount_state)
+
     # Offsets below the end of a partition at assignment may have been
     # processed before a crash (see Engine.restate).
     recovery_until: dict[Any, int] = {}
+    # Partitions whose event time and idle index must be rebuilt from the
+    # tables before their next event (they were just assigned to us).
+    adopt_pending: set[int] = set()
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _remember_highwaters(sender: Any, assigned: Any, **_: Any) -> None:
         ours = [tp for tp in assigned if tp.topic == by_patient.get_topic_name()]
         if not ours:
             return
+        adopt_pending.update(tp.partition for tp in ours)
         try:
             highwaters = await app.consumer.highwaters(*ours)
         except Exception as exc:
@@ -141,7 +158,10 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             patient_id = (
                 parsed.line.patient_id if isinstance(parsed, ClaimLineEvent) else parsed.patient_id
             )
-            await by_patient.send(key=patient_id.encode(), value=raw)
+            key = patient_id.encode()
+            await by_patient.send(
+                key=key, value=raw, partition=patient_partition(key, settings.partitions)
+            )
 
     @app.agent(by_patient)
     async def evaluate(stream: Any) -> None:
@@ -151,11 +171,14 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             if isinstance(parsed, Invalid):  # only if someone writes to our internal topic
                 await dead_letter(event.key, raw, parsed, "internal")
                 continue
+            message = event.message
+            if message.partition in adopt_pending:
+                adopt_pending.discard(message.partition)
+                adopt(message.partition)
             started = time.perf_counter()
             try:
-                result = engine.apply(parsed)
+                result = engine.apply(parsed, scope=message.partition)
                 transitions = result.transitions
-                message = event.message
                 if (
                     not transitions
                     and result.outcome in _ALREADY_APPLIED
@@ -179,6 +202,17 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             metrics.LINES.labels(_outcome_label(result.outcome)).inc()
             await send_alerts(transitions, parsed)
 
+    def adopt(partition: int) -> None:
+        """Rebuild the partition's event time and idle-course index from state."""
+        mine = (
+            key.decode()
+            for key in store.patients.keys()
+            if patient_partition(key, settings.partitions) == partition
+        )
+        found = engine.adopt(partition, mine)
+        log.info("partition %d: %d patients in state, event time %s", partition, found,
+                 engine.watermark(partition) or "-")
+
     async def send_alerts(transitions: list[Transition], parsed: Any) -> None:
         if not transitions:
             return
@@ -197,6 +231,11 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             metrics.INTAKE_LAG_SECONDS.observe(max(lag, 0.0))
 
     return app
+
+
+def patient_partition(key: bytes, partitions: int) -> int:
+    """The re-key topic's partition of a patient: Kafka's default (murmur2)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _outcome_label(outcome: str) -> str:

@@ -89,6 +89,9 @@ class Registry:
         self.course_fact_rules = frozenset(
             r.spec.rule_id for r in self.rules if r.spec.course_facts
         )
+        self.provisional_rules = frozenset(
+            r.spec.rule_id for r in self.rules if r.spec.finality != FINAL
+        )
         self.port_unit_rules = frozenset(r.spec.rule_id for r in self.rules if r.spec.port_units)
 
     def for_codes(self, billed: Iterable[str]) -> tuple[Rule, ...]:

@@ -213,10 +213,16 @@ def test_a_later_dated_line_does_not_reopen_an_idle_closed_course():
     assert r.open_for("igrt-without-fraction")[("Q", 1)]["finality"] == "final"
 
 
-def test_another_patients_time_does_not_close_a_course():
+def test_stream_event_time_closes_an_idle_course_of_a_silent_patient():
+    # SPEC 4: event time is the stream's, so another patient's later line
+    # closes P1's course once it has been idle for 45 days.
     r = run([*fractions(4), port("P", 1, 4)])
-    r.feed(cl("X", 1, "77280", "2024-12-31", patient="P2"))
+    r.feed(cl("X", 1, "77280", "2024-04-20", patient="P2"))  # 44 days: still open
     assert r.open_for("port-image-frequency") == {}
+    r.feed(cl("X", 2, "77280", "2024-04-21", patient="P2"))  # 45 days: closed
+    got = r.open_for("port-image-frequency")
+    assert {k: (a["excess_units"], a["finality"]) for k, a in got.items()} == {
+        ("P", 1): (1, "final")}
 
 
 # -- port-image-with-igrt / port-image-with-verification-sim ------------------
