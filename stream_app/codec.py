@@ -38,7 +38,6 @@ def _line_fields(line: Line) -> list[Any]:
         line.payer_type,
         list(line.diagnosis_codes),
         line.modality,
-        line.received_at,
     ]
 
 

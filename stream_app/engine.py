@@ -199,7 +199,7 @@ class Engine:
     def _next_due(self, patient: PatientState) -> int | None:
         idle, retain = self.settings.course_idle_days, self.settings.retain_days
         dues = [
-            date_ordinal(status.last_date) + (retain if status.closed else idle)
+            date_ordinal(status.last_seen) + (retain if status.closed else idle)
             for status in patient.courses.values()
             if not status.pruned
         ]
@@ -212,7 +212,7 @@ class Engine:
         patient = work.patient
         horizon = date_ordinal(watermark) - self.settings.retain_days
         for ref, status in list(patient.courses.items()):
-            if status.closed and not status.pruned and date_ordinal(status.last_date) <= horizon:
+            if status.closed and not status.pruned and date_ordinal(status.last_seen) <= horizon:
                 self._drop_course(patient_id, ref)
                 patient.courses[ref] = status._replace(pruned=True)
                 self.pruned_courses += 1
@@ -249,7 +249,8 @@ class Engine:
     def _course_end(self, event: CourseEndEvent, watermark: str) -> tuple[Result, int | None]:
         work = _Work(self, event.patient_id, watermark)
         ref = CourseRef(event.course_id, event.site)
-        status = work.patient.courses.get(ref) or CourseStatus(event.date, False, False)
+        seen = max(watermark, event.date)
+        status = work.patient.courses.get(ref) or CourseStatus(seen, False, False)
         work.patient.courses[ref] = status._replace(ended=True)
         work.advance(event.date)
         return Result("course_end", work.finish()), self._next_due(work.patient)
@@ -349,13 +350,14 @@ class _Work:
         course = self.course(line.course_ref)
         course.dates[line.date_of_service] = course.dates.get(line.date_of_service, 0) + 1
         self._count(course, line, +1)
+        # A course is idle when no line has *arrived* for it during the idle
+        # days of event time, so a late line keeps its old course alive.
+        seen = max(self.watermark, line.date_of_service)
         status = self.patient.courses.get(line.course_ref)
         if status is None:
-            status = CourseStatus(line.date_of_service, False, False)
+            status = CourseStatus(seen, False, False)
         else:
-            status = status._replace(
-                last_date=max(status.last_date, line.date_of_service), pruned=False
-            )
+            status = status._replace(last_seen=max(status.last_seen, seen), pruned=False)
         self.patient.courses[line.course_ref] = status
 
     def remove(self, line: Line, *, departing: bool) -> None:
@@ -447,7 +449,7 @@ class _Work:
             closed = (
                 status.closed
                 or status.ended
-                or (watermark is not None and watermark - date_ordinal(status.last_date) >= idle)
+                or (watermark is not None and watermark - date_ordinal(status.last_seen) >= idle)
             )
             if closed != status.closed:
                 self.patient.courses[ref] = status._replace(closed=closed)

@@ -7,6 +7,7 @@ which field is wrong and why. Unknown extra fields are ignored.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -35,6 +36,7 @@ _DX_SHAPE: Final = re.compile(r"[A-Z][0-9A-Z]{2,6}")
 class ClaimLineEvent:
     line: Line
     action: str  # "upsert" | "void"
+    received_at: str | None = None  # intake time, for lag metrics; not state
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +114,8 @@ def _parse_claim_line(doc: dict[str, Any]) -> ClaimLineEvent:
         payer_type=_enum(doc, "payer_type", PAYER_TYPES, "other"),
         diagnosis_codes=_diagnoses(doc),
         modality=_modality(doc),
-        received_at=_timestamp(doc, "received_at"),
     )
-    return ClaimLineEvent(line=line, action=action)
+    return ClaimLineEvent(line, action, _timestamp(doc, "received_at"))
 
 
 def _parse_course_end(doc: dict[str, Any]) -> CourseEndEvent:
@@ -158,7 +159,8 @@ def _string(doc: dict[str, Any], name: str, required: bool = True) -> Any:
         raise _wrong(name, "a non-empty string", value)
     if len(value) > 128:
         raise _Reject("bad_field", f"{name}: longer than 128 characters")
-    return value
+    # Ids and dates repeat across many held lines: share one copy of each.
+    return sys.intern(value)
 
 
 def _positive_int(doc: dict[str, Any], name: str, default: int | None = None) -> int:
@@ -182,7 +184,7 @@ def _enum(doc: dict[str, Any], name: str, allowed: frozenset[str], default: str 
         return default
     if not isinstance(value, str) or value not in allowed:
         raise _wrong(name, "one of " + ", ".join(sorted(allowed)), value)
-    return value
+    return sys.intern(value)
 
 
 @lru_cache(maxsize=16384)
@@ -203,7 +205,7 @@ def _date(doc: dict[str, Any], name: str, required: bool = True) -> str | None:
         raise _wrong(name, "a date YYYY-MM-DD", value)
     if not _valid_date(value):
         raise _Reject("bad_date", f"{name}: {value} is not a calendar date")
-    return value
+    return sys.intern(value)
 
 
 def _hcpcs(doc: dict[str, Any], required: bool) -> str:
@@ -214,7 +216,7 @@ def _hcpcs(doc: dict[str, Any], required: bool) -> str:
         return ""
     if not isinstance(value, str) or not _HCPCS_SHAPE.fullmatch(value.upper()):
         raise _wrong("hcpcs", "a 5-character CPT/HCPCS code", value)
-    return value.upper()
+    return sys.intern(value.upper())
 
 
 def _modifiers(doc: dict[str, Any]) -> tuple[str, ...]:
@@ -228,7 +230,7 @@ def _modifiers(doc: dict[str, Any]) -> tuple[str, ...]:
         if not isinstance(item, str) or not _MODIFIER_SHAPE.fullmatch(item.upper()):
             raise _wrong("modifiers", "two-character modifiers", item)
         modifiers.append(item.upper())
-    return tuple(modifiers)
+    return _shared(tuple(modifiers))
 
 
 def _pos(doc: dict[str, Any]) -> str | None:
@@ -237,7 +239,7 @@ def _pos(doc: dict[str, Any]) -> str | None:
         return None
     if not isinstance(value, str) or not _POS_SHAPE.fullmatch(value):
         raise _wrong("place_of_service", "a 2-digit string", value)
-    return value
+    return sys.intern(value)
 
 
 def _diagnoses(doc: dict[str, Any]) -> tuple[str, ...]:
@@ -254,7 +256,20 @@ def _diagnoses(doc: dict[str, Any]) -> tuple[str, ...]:
         if not _DX_SHAPE.fullmatch(code):
             raise _wrong("diagnosis_codes", "ICD-10-CM codes like C44.91", item)
         normalized.append(code)
-    return tuple(normalized)
+    return _shared(tuple(normalized))
+
+
+_SHARED_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _shared(items: tuple[str, ...]) -> tuple[str, ...]:
+    """One copy of each modifier or diagnosis list (there are few distinct ones)."""
+    found = _SHARED_TUPLES.get(items)
+    if found is not None:
+        return found
+    if len(_SHARED_TUPLES) < 65536:
+        _SHARED_TUPLES[items] = items
+    return items
 
 
 def _modality(doc: dict[str, Any]) -> str | None:
@@ -263,7 +278,7 @@ def _modality(doc: dict[str, Any]) -> str | None:
         return None
     if not isinstance(value, str) or value.upper() not in codes.EVENT_MODALITIES:
         raise _wrong("modality", "one of " + ", ".join(sorted(codes.EVENT_MODALITIES)), value)
-    return value.upper()
+    return sys.intern(value.upper())
 
 
 def _timestamp(doc: dict[str, Any], name: str) -> str | None:

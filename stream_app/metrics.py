@@ -5,7 +5,10 @@ or course.
 Counters and histograms are updated as events flow. The state gauges (open
 alerts by rule, courses and days held) are recounted from the worker's tables
 by `StateGauges`, so they are right again after a restart or a rebalance
-instead of drifting with whatever a process happened to see.
+instead of drifting with whatever a process happened to see. They count what
+the state holds: once the engine drops a closed course (`retain_days` of event
+time after its last line) its alerts, final by then, leave the gauge while they
+stay open in the alerts topic.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ INTAKE_LAG_SECONDS = Histogram(
 )
 OPEN_ALERTS = Gauge(
     "stream_app_open_alerts",
-    "Open alerts in this worker's state (its active partitions), by rule",
+    "Open alerts of the courses in this worker's state (its active partitions), by rule",
     ["rule_id"],
 )
 COURSES = Gauge(

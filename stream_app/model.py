@@ -36,7 +36,6 @@ class Line:
     payer_type: str = "other"
     diagnosis_codes: tuple[str, ...] = ()  # upper case, no dots
     modality: str | None = None
-    received_at: str | None = field(default=None, compare=False)
 
     @property
     def key(self) -> LineKey:
@@ -84,7 +83,7 @@ class CourseRef(NamedTuple):
 class CourseStatus(NamedTuple):
     """What the patient record knows of each course: enough to close it."""
 
-    last_date: str  # latest date of service ever seen for the course
+    last_seen: str  # event time when a line for the course last arrived
     ended: bool  # a course_end event arrived
     closed: bool  # as last evaluated: ended, idle, or closed at end of replay
     pruned: bool = False  # its lines were dropped from state (closed long ago)

@@ -7,6 +7,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
@@ -59,6 +60,17 @@ def read_lines(stream: BinaryIO) -> Iterator[bytes]:
         yield raw.rstrip(b"\r\n")
 
 
+@contextmanager
+def relaxed_gc() -> Iterator[None]:
+    """Engine state is acyclic, so frequent cyclic collections only cost time."""
+    threshold = gc.get_threshold()
+    gc.set_threshold(200_000, 50, 1000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+
+
 class Replay:
     """Feeds events to an engine and closes every course at the end unless
     told not to. Parse, evaluate and emit are separate steps so that the
@@ -88,10 +100,7 @@ class Replay:
     def run(self, lines: Iterable[bytes]) -> ReplaySummary:
         started = time.perf_counter()
         next_progress = started + self.progress_seconds
-        # Engine state is acyclic: full collections only cost time here.
-        gc_threshold = gc.get_threshold()
-        gc.set_threshold(200_000, 50, 1000)
-        try:
+        with relaxed_gc():
             for number, raw in enumerate(lines, start=1):
                 self.summary.lines_read = number
                 if not raw.strip():
@@ -104,8 +113,6 @@ class Replay:
                     next_progress = time.perf_counter() + self.progress_seconds
             if self.close_at_end:
                 self.emit(self.close())
-        finally:
-            gc.set_threshold(*gc_threshold)
         self.summary.seconds = time.perf_counter() - started
         self.summary.pruned_courses = self.engine.pruned_courses
         self.out.flush()

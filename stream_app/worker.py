@@ -206,7 +206,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         """Rebuild the partition's event time and idle-course index from state."""
         mine = (
             key.decode()
-            for key in store.patients.keys()
+            for key in store.patients
             if patient_partition(key, settings.partitions) == partition
         )
         found = engine.adopt(partition, mine)
@@ -225,7 +225,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             metrics.ALERT_TRANSITIONS.labels(
                 transition.spec.rule_id, transition.status, transition.finality
             ).inc()
-        received_at = getattr(getattr(parsed, "line", parsed), "received_at", None)
+        received_at = parsed.received_at
         if received_at:
             lag = (datetime.now(UTC) - datetime.fromisoformat(received_at)).total_seconds()
             metrics.INTAKE_LAG_SECONDS.observe(max(lag, 0.0))

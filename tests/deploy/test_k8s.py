@@ -1,0 +1,139 @@
+"""deploy/k8s: every manifest parses, and the essentials hold: a StatefulSet
+with a volume for RocksDB, probes on the web port and resource requests; a
+Service; a PodMonitor; the payer profiles from a ConfigMap; SASL credentials
+only as Secret references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stream_app.profiles import ProfileBook
+from stream_app.rules import load_registry
+
+from .promql import ROOT
+from .test_compose import image_is_pinned, settings_env_names
+
+K8S = ROOT / "deploy" / "k8s"
+
+
+def documents() -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert isinstance(doc, dict), f"{path.name}: empty or not a mapping"
+            assert doc.get("apiVersion") and doc.get("kind"), path.name
+            assert doc["metadata"]["name"], path.name
+            docs.append(doc)
+    return docs
+
+
+def one(kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in documents() if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def worker_container() -> dict[str, Any]:
+    [container] = one("StatefulSet")["spec"]["template"]["spec"]["containers"]
+    container_: dict[str, Any] = container
+    return container_
+
+
+def worker_env() -> dict[str, Any]:
+    """The container's environment: envFrom ConfigMaps, then env entries."""
+    container = worker_container()
+    env: dict[str, Any] = {}
+    for source in container.get("envFrom", []):
+        env |= one("ConfigMap", source["configMapRef"]["name"])["data"]
+    for entry in container.get("env", []):
+        env[entry["name"]] = entry.get("value", entry.get("valueFrom"))
+    return env
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files
+    [image] = kustomization["images"]
+    assert image["name"] == worker_container()["image"]
+    assert image_is_pinned(f"{image['newName']}:{image['newTag']}")
+
+
+def test_statefulset_essentials() -> None:
+    sts = one("StatefulSet")
+    spec = sts["spec"]
+    pod = spec["template"]
+    assert spec["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert spec["serviceName"] == one("Service")["metadata"]["name"]
+    env = worker_env()
+    assert 1 <= spec["replicas"] <= int(env["STREAM_APP_PARTITIONS"])
+    container = worker_container()
+    # RocksDB on a persistent volume per pod
+    [claim] = spec["volumeClaimTemplates"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == env["STREAM_APP_DATA_DIR"]
+    assert env["STREAM_APP_STORE"] == "rocksdb://"
+    # probes on the web port
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["web"] == int(env["STREAM_APP_WEB_PORT"])
+    for probe in ("readinessProbe", "livenessProbe"):
+        check = container[probe]["httpGet"]
+        assert check["port"] in ("web", ports["web"]) and check["path"] == "/metrics", probe
+    # resources and a non-root user
+    requests = container["resources"]["requests"]
+    assert requests["cpu"] and requests["memory"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["args"] == ["worker"]
+
+
+def test_service_and_pod_monitor_select_the_workers() -> None:
+    labels = one("StatefulSet")["spec"]["template"]["metadata"]["labels"]
+    service = one("Service")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert {"name": "web", "port": 6066, "targetPort": "web", "protocol": "TCP"} in service["spec"][
+        "ports"
+    ]
+    monitor = one("PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "web" and endpoint["path"] == "/metrics"
+    # The rules and the dashboard select job="stream-app".
+    assert labels[monitor["spec"]["jobLabel"]] == "stream-app"
+
+
+def test_payer_profiles_come_from_a_config_map(tmp_path: Path) -> None:
+    container = worker_container()
+    volumes = {v["name"]: v for v in one("StatefulSet")["spec"]["template"]["spec"]["volumes"]}
+    profiles_path = Path(worker_env()["STREAM_APP_PAYER_PROFILES"])
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == str(profiles_path.parent)]
+    assert mount.get("readOnly") is True
+    config_map = one("ConfigMap", volumes[mount["name"]]["configMap"]["name"])
+    toml = config_map["data"][profiles_path.name]
+    path = tmp_path / profiles_path.name
+    path.write_text(toml)
+    ProfileBook.load(path, load_registry().ids)  # raises ProfileError if the worker would refuse it
+
+
+def test_sasl_credentials_are_secret_references() -> None:
+    assert not [d for d in documents() if d["kind"] == "Secret"], "no credentials in the repo"
+    env = worker_env()
+    assert env["STREAM_APP_SECURITY_PROTOCOL"].startswith("SASL")
+    for name in ("STREAM_APP_SASL_USERNAME", "STREAM_APP_SASL_PASSWORD"):
+        ref = env[name]["secretKeyRef"]
+        assert ref["name"] and ref["key"], name
+    for source in worker_container().get("envFrom", []):
+        data = one("ConfigMap", source["configMapRef"]["name"])["data"]
+        assert not any("PASSWORD" in key or "USERNAME" in key for key in data)
+
+
+def test_environment_names_are_read_by_the_worker() -> None:
+    unknown = set(worker_env()) - settings_env_names()
+    assert not unknown, f"variables the worker does not read: {unknown}"

@@ -1,0 +1,198 @@
+"""stream_app.metrics: the names follow client_python's conventions, labels
+come from small fixed sets, and the state gauges recount open alerts, courses
+and days from the worker's tables, so they are right after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+from prometheus_client.registry import REGISTRY
+
+from stream_app import metrics
+from stream_app.alerts import build_alert, fold
+from stream_app.engine import Engine
+from stream_app.events import Invalid, parse_event
+from stream_app.faust_store import FaustStore
+from stream_app.rules import load_registry
+from stream_app.store import MemoryStore
+from stream_app.synth import Synth, generate_lines
+
+RULE_IDS = load_registry().ids
+ALLOWED_LABELS = {"outcome", "reason", "rule_id", "status", "finality"}
+
+
+def families() -> dict[str, Any]:
+    return {m.name: m for m in REGISTRY.collect() if m.name.startswith("stream_app_")}
+
+
+def test_names_units_and_labels() -> None:
+    found = families()
+    assert {
+        "stream_app_lines",
+        "stream_app_dead_letters",
+        "stream_app_alert_transitions",
+        "stream_app_event_processing_seconds",
+        "stream_app_intake_to_alert_seconds",
+        "stream_app_open_alerts",
+        "stream_app_courses",
+        "stream_app_days",
+    } <= set(found)
+    for name, family in found.items():
+        if family.type == "counter":
+            assert all(s.name.endswith(("_total", "_created")) for s in family.samples), name
+        if family.type == "histogram":
+            assert name.endswith("_seconds"), f"{name}: histograms are in seconds"
+        if family.type == "gauge":
+            assert not name.endswith("_total"), name
+        for sample in family.samples:
+            assert set(sample.labels) - {"le"} <= ALLOWED_LABELS, (name, sample.labels)
+            assert not any(k in sample.labels for k in ("patient_id", "claim_id", "course_id"))
+
+
+def test_fixed_label_sets_exist_from_the_start() -> None:
+    for outcome in metrics.LINE_OUTCOMES:
+        assert REGISTRY.get_sample_value("stream_app_lines_total", {"outcome": outcome}) is not None
+    for reason in metrics.DEAD_LETTER_REASONS:
+        value = REGISTRY.get_sample_value("stream_app_dead_letters_total", {"reason": reason})
+        assert value is not None
+
+
+class Tables:
+    """The worker's four tables as plain dicts, filled by the engine."""
+
+    def __init__(self, patients: int, seed: int, span_days: int) -> None:
+        self.patients: dict[bytes, bytes | None] = {}
+        self.courses: dict[bytes, bytes | None] = {}
+        self.days: dict[bytes, bytes | None] = {}
+        self.locations: dict[bytes, bytes | None] = {}
+        store = FaustStore(self.patients, self.courses, self.days, self.locations)
+        self.engine = Engine(store)
+        alerts = []
+        synth = Synth(patients, seed=seed, violation_rate=0.3, void_rate=0.05, span_days=span_days)
+        for raw in generate_lines(synth):
+            event = parse_event(raw)
+            if not isinstance(event, Invalid):
+                alerts += [build_alert(t, "") for t in self.engine.apply(event).transitions]
+        self.open_by_rule = Counter(a["rule_id"] for a in fold(alerts).values())
+
+
+@pytest.fixture(scope="module")
+def tables() -> Tables:
+    """A stream short enough that the engine drops no course: the gauges
+    then equal the open alerts of the alerts topic."""
+    found = Tables(patients=60, seed=5, span_days=30)
+    assert found.engine.pruned_courses == 0
+    return found
+
+
+def gauge(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def open_alerts() -> dict[str, float]:
+    values = {rule_id: gauge("stream_app_open_alerts", rule_id=rule_id) for rule_id in RULE_IDS}
+    return {rule_id: value for rule_id, value in values.items() if value}
+
+
+def refresh(gauges: metrics.StateGauges, tables: Tables, **kwargs: Any) -> bool:
+    return asyncio.run(gauges.refresh(tables.days, tables.courses, **kwargs))
+
+
+def test_state_gauges_count_open_alerts_courses_and_days(tables: Tables) -> None:
+    assert sum(tables.open_by_rule.values()) > 5
+    gauges = metrics.StateGauges(RULE_IDS, chunk=7)
+    assert refresh(gauges, tables)
+    assert open_alerts() == tables.open_by_rule
+    assert gauge("stream_app_days") == len(tables.days)
+    assert gauge("stream_app_courses") == len(tables.courses)
+    assert gauge("stream_app_state_scan_timestamp_seconds")
+    for rule_id in RULE_IDS:  # every rule has a series, zero or not
+        assert gauge("stream_app_open_alerts", rule_id=rule_id) is not None
+
+
+def test_after_a_restart_the_gauges_are_right_again(tables: Tables) -> None:
+    for rule_id in RULE_IDS:  # what a new process starts from
+        metrics.OPEN_ALERTS.labels(rule_id).set(0)
+    metrics.DAYS.set(0)
+    restarted = metrics.StateGauges(RULE_IDS)
+    assert refresh(restarted, tables)
+    assert open_alerts() == tables.open_by_rule
+    assert gauge("stream_app_days") == len(tables.days)
+
+
+def test_recounts_are_spaced_and_rebalances_trigger_one(tables: Tables) -> None:
+    now = [1000.0]
+    gauges = metrics.StateGauges(RULE_IDS, min_interval=15.0, clock=lambda: now[0])
+    assert refresh(gauges, tables, generation=1)
+    now[0] += 5
+    assert not refresh(gauges, tables, generation=1)
+    assert refresh(gauges, tables, generation=2)  # a rebalance happened
+    now[0] += 16
+    assert refresh(gauges, tables, generation=2)
+
+
+def test_a_recount_interrupted_by_a_rebalance_changes_nothing(tables: Tables) -> None:
+    gauges = metrics.StateGauges(RULE_IDS, chunk=5)
+    metrics.DAYS.set(-1)
+    calls = iter([False, False, True])
+    assert not refresh(gauges, tables, interrupted=lambda: next(calls, True))
+    assert gauge("stream_app_days") == -1
+    assert gauges.due()
+
+
+class Changing(Mapping[bytes, bytes | None]):
+    """A table that, like memory://, fails when it changes during iteration."""
+
+    def __init__(self, data: dict[bytes, bytes | None]) -> None:
+        self.data = data
+        self.fail = True
+
+    def __getitem__(self, key: bytes) -> bytes | None:
+        return self.data[key]
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for n, key in enumerate(list(self.data)):
+            if n == 3 and self.fail:
+                self.fail = False
+                raise RuntimeError("dictionary changed size during iteration")
+            yield key
+
+
+def test_a_table_that_changed_under_the_recount_is_read_at_once(tables: Tables) -> None:
+    gauges = metrics.StateGauges(RULE_IDS, chunk=2)
+    days = Changing(tables.days)
+    assert not asyncio.run(gauges.refresh(days, tables.courses))
+    assert gauges.atomic
+    assert asyncio.run(gauges.refresh(days, tables.courses))
+    assert gauge("stream_app_days") == len(tables.days)
+
+
+def test_alerts_of_dropped_courses_leave_the_gauge() -> None:
+    """Over 640 days of stream the engine drops closed courses (retain_days
+    behind the event time); their final alerts stay open in the topic but
+    are no longer state, so the gauge counts fewer."""
+    long = Tables(patients=60, seed=5, span_days=640)
+    assert long.engine.pruned_courses > 0
+    store = MemoryStore()
+    engine = Engine(store)
+    for raw in generate_lines(Synth(60, seed=5, violation_rate=0.3, void_rate=0.05)):
+        event = parse_event(raw)
+        if not isinstance(event, Invalid):
+            engine.apply(event)
+    in_state = Counter(
+        rule_id
+        for day in store.days.values()
+        for memos in day.memos.values()
+        for rule_id, memo in memos.items()
+        if memo.is_open
+    )
+    assert refresh(metrics.StateGauges(RULE_IDS), long)
+    assert open_alerts() == in_state
+    assert sum(in_state.values()) < sum(long.open_by_rule.values())
