@@ -114,44 +114,57 @@ class Engine:
         self._scopes: dict[int, _Scope] = {}
         self.pruned_courses = 0
 
-    def apply(self, event: Event, scope: int = 0) -> Result:
+    def apply(self, event: Event, scope: int = 0, watermark: str | None = None) -> Result:
         """Apply one event; its transitions include those of courses of other
-        patients in the same scope that the event's date made idle (SPEC 4).
+        patients in the same scope that event time made idle (SPEC 4).
 
         A scope is one stream with its own event time: replay uses one, the
         worker one per partition, so a scope only ever touches its own keys.
+        Event time is the latest date seen, or `watermark` when the caller
+        knows better (the worker's low watermark across input partitions).
         """
         stream = self._scope(scope)
         if isinstance(event, CourseEndEvent):
-            stream.advance(event.date)
+            stream.advance(event.date if watermark is None else watermark)
             result, due = self._course_end(event, stream.watermark)
             patient_id = event.patient_id
         else:
-            stream.advance(event.line.date_of_service)
+            stream.advance(event.line.date_of_service if watermark is None else watermark)
             result, due = self._claim_line(event, stream.watermark)
             patient_id = event.line.patient_id
         if result.outcome not in ("duplicate", "void_unknown"):
             stream.touch(patient_id, due)
-        for idle_patient in list(stream.pop_due()):
-            transitions, next_due = self._maintain(idle_patient, stream.watermark)
-            result.transitions.extend(transitions)
-            stream.touch(idle_patient, next_due)
+        result.transitions.extend(self._sweep(stream))
         return result
+
+    def tick(self, scope: int, watermark: str) -> list[Transition]:
+        """Event time moved on without an event of this scope."""
+        stream = self._scope(scope)
+        stream.advance(watermark)
+        return self._sweep(stream)
+
+    def _sweep(self, stream: _Scope) -> list[Transition]:
+        transitions: list[Transition] = []
+        for idle_patient in list(stream.pop_due()):
+            closed, next_due = self._maintain(idle_patient, stream.watermark)
+            transitions.extend(closed)
+            stream.touch(idle_patient, next_due)
+        return transitions
 
     def watermark(self, scope: int = 0) -> str:
         return self._scope(scope).watermark
 
-    def adopt(self, scope: int, patient_ids: Iterable[str]) -> int:
-        """Rebuild a scope's event time and idle index from stored patients
-        (a worker taking over a partition); returns how many it found."""
+    def adopt(self, scope: int, patient_ids: Iterable[str], watermark: str = "") -> int:
+        """Rebuild a scope's idle index from stored patients (a worker taking
+        over a partition) at the given event time; returns how many it found."""
         stream = self._scopes[scope] = _Scope()
+        stream.advance(watermark)
         found = 0
         for patient_id in patient_ids:
             patient = self.store.get_patient(patient_id)
             if patient is None:
                 continue
             found += 1
-            stream.advance(patient.watermark)
             stream.touch(patient_id, self._next_due(patient))
         return found
 

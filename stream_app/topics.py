@@ -40,7 +40,7 @@ def admin_kwargs(settings: WorkerSettings) -> dict[str, object]:
     return kwargs
 
 
-TABLES = ("patients", "courses", "days", "locations")
+TABLES = ("patients", "courses", "days", "locations", "event_time")
 
 
 def changelog_topic(settings: WorkerSettings, table: str) -> str:

@@ -21,7 +21,8 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from . import metrics
 from .alerts import encode_alert, now_rfc3339
 from .engine import Engine, EngineSettings, Transition
-from .events import ClaimLineEvent, Invalid, parse_event
+from .event_time import LowWatermark, Report, SourceClocks
+from .events import ClaimLineEvent, Event, Invalid, parse_event
 from .faust_store import FaustStore
 from .profiles import ProfileBook, ProfileError
 from .rules import load_registry
@@ -30,6 +31,8 @@ from .topics import TopicSetupError, ensure_topics, repartition_topic
 
 log = logging.getLogger("stream_app.worker")
 
+INGEST_BATCH = 1000
+INGEST_BATCH_SECONDS = 0.2
 # Outcomes after which a redelivered event may have lost its alerts in a crash.
 _ALREADY_APPLIED = frozenset({"duplicate", "void_unknown", "course_end"})
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -86,6 +89,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     alerts_topic = raw_topic(settings.alerts_topic)
     dlq_topic = raw_topic(settings.dlq_topic)
     by_patient = raw_topic(repartition_topic(settings))
+    event_time_table = raw_table("event_time")
     store = FaustStore(
         patients=raw_table("patients"),
         courses=raw_table("courses"),
@@ -145,39 +149,99 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             ],
         )
 
+    clocks = SourceClocks(settings.partitions)
+    forwarded_offsets: dict[int, int] = {}  # input partition -> last offset handled
+    event_times: dict[int, LowWatermark] = {}  # re-keyed partition -> its low watermark
+
     @app.agent(input_topic)
     async def ingest(stream: Any) -> None:
-        async for event in stream.events():
-            raw = bytes(event.value) if event.value is not None else b""
-            parsed = parse_event(raw)
-            message = event.message
-            if isinstance(parsed, Invalid):
-                source = f"{message.topic}:{message.partition}:{message.offset}"
-                await dead_letter(event.key, raw, parsed, source)
-                continue
-            patient_id = (
-                parsed.line.patient_id if isinstance(parsed, ClaimLineEvent) else parsed.patient_id
+        async for batch in stream.take_events(INGEST_BATCH, within=INGEST_BATCH_SECONDS):
+            for event in batch:
+                await forward(event)
+            await mark_idle_sources()
+            # Every re-keyed partition hears every source's report, so its
+            # low watermark moves even when no patient of its own shows up.
+            for source, target, report in list(clocks.untold()):
+                await by_patient.send(
+                    key=None,
+                    value=b"",
+                    partition=target,
+                    headers=[("tick", b"1"), *_report_headers(source, report)],
+                )
+                clocks.told(source, target, report)
+
+    async def mark_idle_sources() -> None:
+        """A source read to its end does not hold event time back."""
+        tps = [tp for tp in app.consumer.assignment() if tp.topic == settings.input_topic]
+        if not tps:
+            return
+        try:
+            ends = await app.consumer.highwaters(*tps)
+        except Exception as exc:
+            log.warning("could not read input end offsets: %s", type(exc).__name__)
+            return
+        for tp in tps:
+            done = forwarded_offsets.get(tp.partition)
+            end = ends.get(tp) or 0
+            clocks.set_idle(tp.partition, end == 0 or (done is not None and done + 1 >= end))
+
+    async def forward(event: Any) -> None:
+        raw = bytes(event.value) if event.value is not None else b""
+        parsed = parse_event(raw)
+        message = event.message
+        forwarded_offsets[message.partition] = message.offset
+        if isinstance(parsed, Invalid):
+            source = f"{message.topic}:{message.partition}:{message.offset}"
+            await dead_letter(event.key, raw, parsed, source)
+            return
+        if isinstance(parsed, ClaimLineEvent):
+            patient_id, event_date = parsed.line.patient_id, parsed.line.date_of_service
+        else:
+            patient_id, event_date = parsed.patient_id, parsed.date
+        clocks.observe(message.partition, event_date)
+        report = clocks.reports[message.partition]
+        key = patient_id.encode()
+        target = patient_partition(key, settings.partitions)
+        await by_patient.send(
+            key=key,
+            value=raw,
+            partition=target,
+            headers=_report_headers(message.partition, report),
+        )
+        clocks.told(message.partition, target, report)
+
+    def event_time(partition: int, headers: Any) -> str:
+        """Fold a message's source report into the partition's low watermark."""
+        low = event_times.get(partition)
+        if low is None:
+            low = event_times[partition] = LowWatermark.decode(
+                settings.partitions, event_time_table.get(str(partition).encode())
             )
-            key = patient_id.encode()
-            await by_patient.send(
-                key=key, value=raw, partition=patient_partition(key, settings.partitions)
-            )
+        source = _header(headers, "src")
+        report = Report(_header(headers, "wm") or "", _header(headers, "idle") == "1")
+        if source is not None and low.update(int(source), report):
+            event_time_table[str(partition).encode()] = low.encode()
+        return low.low
 
     @app.agent(by_patient)
     async def evaluate(stream: Any) -> None:
         async for event in stream.events():
+            message = event.message
+            watermark = event_time(message.partition, message.headers)
+            if message.partition in adopt_pending:
+                adopt_pending.discard(message.partition)
+                adopt(message.partition, watermark)
+            if _header(message.headers, "tick") is not None:
+                await send_alerts(engine.tick(message.partition, watermark), None)
+                continue
             raw = bytes(event.value) if event.value is not None else b""
             parsed = parse_event(raw)
             if isinstance(parsed, Invalid):  # only if someone writes to our internal topic
                 await dead_letter(event.key, raw, parsed, "internal")
                 continue
-            message = event.message
-            if message.partition in adopt_pending:
-                adopt_pending.discard(message.partition)
-                adopt(message.partition)
             started = time.perf_counter()
             try:
-                result = engine.apply(parsed, scope=message.partition)
+                result = engine.apply(parsed, scope=message.partition, watermark=watermark)
                 transitions = result.transitions
                 if (
                     not transitions
@@ -202,18 +266,22 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             metrics.LINES.labels(_outcome_label(result.outcome)).inc()
             await send_alerts(transitions, parsed)
 
-    def adopt(partition: int) -> None:
-        """Rebuild the partition's event time and idle-course index from state."""
+    def adopt(partition: int, watermark: str) -> None:
+        """Rebuild the partition's idle-course index from state."""
         mine = (
             key.decode()
             for key in store.patients
             if patient_partition(key, settings.partitions) == partition
         )
-        found = engine.adopt(partition, mine)
-        log.info("partition %d: %d patients in state, event time %s", partition, found,
-                 engine.watermark(partition) or "-")
+        found = engine.adopt(partition, mine, watermark)
+        log.info(
+            "partition %d: %d patients in state, event time %s",
+            partition,
+            found,
+            engine.watermark(partition) or "-",
+        )
 
-    async def send_alerts(transitions: list[Transition], parsed: Any) -> None:
+    async def send_alerts(transitions: list[Transition], parsed: Event | None) -> None:
         if not transitions:
             return
         detected_at = now_rfc3339()
@@ -225,12 +293,27 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             metrics.ALERT_TRANSITIONS.labels(
                 transition.spec.rule_id, transition.status, transition.finality
             ).inc()
-        received_at = parsed.received_at
+        received_at = parsed.received_at if parsed is not None else None
         if received_at:
             lag = (datetime.now(UTC) - datetime.fromisoformat(received_at)).total_seconds()
             metrics.INTAKE_LAG_SECONDS.observe(max(lag, 0.0))
 
     return app
+
+
+def _report_headers(source: int, report: Report) -> list[tuple[str, bytes]]:
+    return [
+        ("src", str(source).encode()),
+        ("wm", report.watermark.encode()),
+        ("idle", b"1" if report.idle else b"0"),
+    ]
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name:
+            return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+    return None
 
 
 def patient_partition(key: bytes, partitions: int) -> int:

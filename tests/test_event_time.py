@@ -1,0 +1,42 @@
+from stream_app.event_time import LowWatermark, Report, SourceClocks
+
+
+def test_low_watermark_waits_for_every_source_and_takes_the_minimum() -> None:
+    low = LowWatermark(sources=2)
+    low.update(0, Report("2025-03-01", False))
+    assert low.low == ""
+    low.update(1, Report("2025-01-15", False))
+    assert low.low == "2025-01-15"
+    low.update(0, Report("2025-04-01", False))
+    assert low.low == "2025-01-15"  # the slower source holds it back
+    low.update(1, Report("2025-01-10", False))
+    assert low.low == "2025-01-15"  # a source never goes back
+    low.update(1, Report("2025-05-01", False))
+    assert low.low == "2025-04-01"
+    again = LowWatermark.decode(2, low.encode())
+    assert again.low == "2025-04-01" and again.reported == low.reported
+
+
+def test_an_idle_source_does_not_hold_the_others_back() -> None:
+    low = LowWatermark(sources=3)
+    low.update(0, Report("2025-02-01", False))
+    low.update(1, Report("2025-01-01", True))
+    low.update(2, Report("", True))  # an empty partition
+    assert low.low == "2025-02-01"
+    low.update(0, Report("2025-02-01", True))
+    assert low.low == "2025-02-01"  # all idle: the latest anyone saw
+    low.update(1, Report("2025-01-05", False))  # wakes up with old data
+    assert low.low == "2025-01-05"
+
+
+def test_source_clocks_tell_each_target_every_change_once() -> None:
+    clocks = SourceClocks(targets=3)
+    assert clocks.observe(0, "2025-01-02") == "2025-01-02"
+    assert clocks.observe(0, "") == "2025-01-02"  # a void without a date
+    clocks.told(0, 1, Report("2025-01-02", False))
+    assert sorted(t for _, t, _ in clocks.untold()) == [0, 2]
+    for source, target, report in list(clocks.untold()):
+        clocks.told(source, target, report)
+    assert list(clocks.untold()) == []
+    clocks.set_idle(0, True)
+    assert len(list(clocks.untold())) == 3
