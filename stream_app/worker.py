@@ -119,6 +119,9 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     # Offsets below the end of a partition at assignment may have been
     # processed before a crash (see Engine.restate).
     recovery_until: dict[Any, int] = {}
+    # With Kafka transactions alerts, tables and offsets commit together, so
+    # there is nothing to restate (and restating would repeat transitions).
+    restate_on_recovery = settings.processing_guarantee == "at_least_once"
     # Partitions whose event time and idle index must be rebuilt from the
     # tables before their next event (they were just assigned to us).
     adopt_pending: set[int] = set()
@@ -244,7 +247,8 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
                 result = engine.apply(parsed, scope=message.partition, watermark=watermark)
                 transitions = result.transitions
                 if (
-                    not transitions
+                    restate_on_recovery
+                    and not transitions
                     and result.outcome in _ALREADY_APPLIED
                     and (message.offset < recovery_until.get(message.tp, -1))
                 ):
