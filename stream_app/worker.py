@@ -31,8 +31,7 @@ from .topics import TopicSetupError, ensure_topics, repartition_topic
 
 log = logging.getLogger("stream_app.worker")
 
-INGEST_BATCH = 1000
-INGEST_BATCH_SECONDS = 0.2
+EVENT_TIME_REPORT_SECONDS = 0.5
 # Outcomes after which a redelivered event may have lost its alerts in a crash.
 _ALREADY_APPLIED = frozenset({"duplicate", "void_unknown", "course_end"})
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -158,20 +157,25 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
 
     @app.agent(input_topic)
     async def ingest(stream: Any) -> None:
-        async for batch in stream.take_events(INGEST_BATCH, within=INGEST_BATCH_SECONDS):
-            for event in batch:
-                await forward(event)
-            await mark_idle_sources()
-            # Every re-keyed partition hears every source's report, so its
-            # low watermark moves even when no patient of its own shows up.
-            for source, target, report in list(clocks.untold()):
-                await by_patient.send(
-                    key=None,
-                    value=b"",
-                    partition=target,
-                    headers=[("tick", b"1"), *_report_headers(source, report)],
-                )
-                clocks.told(source, target, report)
+        # One event at a time: Faust acknowledges an event once the next one
+        # is taken, so nothing is committed before it has been forwarded.
+        async for event in stream.events():
+            await forward(event)
+
+    async def report_event_time() -> None:
+        """Every re-keyed partition hears every source's report, so its low
+        watermark moves even when no patient of its own shows up."""
+        await mark_idle_sources()
+        for source, target, report in list(clocks.untold()):
+            await by_patient.send(
+                key=None,
+                value=b"",
+                partition=target,
+                headers=[("tick", b"1"), *_report_headers(source, report)],
+            )
+            clocks.told(source, target, report)
+
+    app.timer(interval=EVENT_TIME_REPORT_SECONDS)(report_event_time)
 
     async def mark_idle_sources() -> None:
         """A source read to its end does not hold event time back."""

@@ -133,7 +133,7 @@ class Deployment:
             orjson.loads(record.value) for record in self.read_topic(self.settings.alerts_topic)
         ]
 
-    def wait_caught_up(self, timeout: float = 300, settle: float = 2.0) -> None:
+    def wait_caught_up(self, timeout: float = 600, settle: float = 2.0) -> None:
         """Until the group has consumed everything on the input and re-key topics."""
         deadline = time.monotonic() + timeout
         topics = [self.settings.input_topic, repartition_topic(self.settings)]
@@ -254,3 +254,175 @@ def comparable(alerts: Iterable[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
         )
         for alert_id, a in fold(alerts).items()
     }
+
+
+# ---------------------------------------------------------------- hardening helpers
+# (SASL broker and deployment, a broker of a test's own, worker logs and metrics)
+
+
+@dataclass
+class SaslBroker(Broker):
+    """A broker whose client listener is SASL_PLAINTEXT (kafka.sh KAFKA_SASL)."""
+
+    sasl: str = "plain"  # or "scram": PLAIN plus SCRAM-SHA-256/512
+    users: dict[str, str] = field(
+        default_factory=lambda: {"admin": "admin-secret", "stream-app": "stream-app-secret"}
+    )
+
+    def env(self) -> dict[str, str]:
+        return {
+            **super().env(),
+            "KAFKA_SASL": self.sasl,
+            "KAFKA_SASL_USERS": ",".join(f"{name}:{pw}" for name, pw in self.users.items()),
+        }
+
+
+def start_own_broker(state_dir: Path) -> Broker:
+    """A broker on free ports for one test (stopping it disturbs no other test)."""
+    own = Broker(free_port(), free_port(), state_dir)
+    own.start()
+    return own
+
+
+@dataclass
+class SecureDeployment(Deployment):
+    """A deployment whose worker and test clients log in with SASL."""
+
+    username: str = "stream-app"
+    password: str = "stream-app-secret"
+    mechanism: str = "PLAIN"
+
+    def _settings_kwargs(self) -> dict[str, Any]:
+        return {
+            **super()._settings_kwargs(),
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": self.mechanism,
+            "sasl_username": self.username,
+            "sasl_password": self.password,
+        }
+
+    def worker_env(self, index: int) -> dict[str, str]:
+        return {
+            **super().worker_env(index),
+            "STREAM_APP_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "STREAM_APP_SASL_MECHANISM": self.mechanism,
+            "STREAM_APP_SASL_USERNAME": self.username,
+            "STREAM_APP_SASL_PASSWORD": self.password,
+            **self.extra_env,
+        }
+
+    def read_topic(self, topic: str) -> list[Any]:
+        return asyncio.run(read_all_with(client_kwargs(self.settings), topic))
+
+    def wait_caught_up(self, timeout: float = 600, settle: float = 2.0) -> None:
+        wait_caught_up_with(self, client_kwargs(self.settings), timeout, settle)
+
+
+def client_kwargs(settings: WorkerSettings) -> dict[str, Any]:
+    """aiokafka connection arguments (bootstrap and security) for these settings."""
+    from stream_app.topics import admin_kwargs
+
+    kwargs = admin_kwargs(settings)
+    kwargs.pop("request_timeout_ms", None)
+    return kwargs
+
+
+async def read_all_with(kwargs: dict[str, Any], topic: str) -> list[Any]:
+    """`_read_all` with any connection arguments (read_committed)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        **kwargs,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = sorted(consumer.assignment())
+        assert tps, f"topic {topic} has no partitions"
+        ends = await consumer.end_offsets(tps)
+        records: list[Any] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10000)
+            for part in batch.values():
+                records.extend(part)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def group_lag_with(kwargs: dict[str, Any], group: str, topics: list[str]) -> int:
+    """`_group_lag` with any connection arguments."""
+    admin = AIOKafkaAdminClient(**kwargs)
+    consumer = AIOKafkaConsumer(*topics, **kwargs, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        tps = sorted(consumer.assignment())
+        assert {tp.topic for tp in tps} == set(topics), f"topics missing: {topics}"
+        ends = await consumer.end_offsets(tps)
+        lag = 0
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag += max(ends[tp] - done, 0)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def wait_caught_up_with(
+    deployment: Deployment, kwargs: dict[str, Any], timeout: float = 300, settle: float = 2.0
+) -> None:
+    """`Deployment.wait_caught_up` with any connection arguments."""
+    deadline = time.monotonic() + timeout
+    topics = [deployment.settings.input_topic, repartition_topic(deployment.settings)]
+    lag = -1
+    while time.monotonic() < deadline:
+        lag = asyncio.run(group_lag_with(kwargs, deployment.settings.id, topics))
+        if lag == 0:
+            time.sleep(settle)
+            if asyncio.run(group_lag_with(kwargs, deployment.settings.id, topics)) == 0:
+                return
+        time.sleep(1.0)
+    raise TimeoutError(f"worker group did not catch up in {timeout}s (lag {lag})")
+
+
+def worker_log(worker: WorkerProcess) -> str:
+    """Everything the worker has written (stdout and stderr) so far."""
+    return worker.log_path.read_text(errors="replace")
+
+
+def fetch_metrics(worker: WorkerProcess, host: str = "127.0.0.1", timeout: float = 10) -> str:
+    """The worker's /metrics page."""
+    import urllib.request
+
+    url = f"http://{host}:{worker.web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local test URL
+        return str(response.read().decode())
+
+
+def patient_ids(lines: Iterable[bytes]) -> set[str]:
+    """Every patient_id value in a stream of JSON lines."""
+    found: set[str] = set()
+    for line in lines:
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("patient_id"), str):
+            found.add(doc["patient_id"])
+    return found
+
+
+def repeated_transitions(alerts: Iterable[dict[str, Any]]) -> list[tuple[str, int]]:
+    """(alert_id, sequence) pairs that occur more than once."""
+    from collections import Counter
+
+    counts = Counter((a["alert_id"], a["sequence"]) for a in alerts)
+    return sorted(key for key, n in counts.items() if n > 1)
