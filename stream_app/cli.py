@@ -97,13 +97,11 @@ def _replay(args: argparse.Namespace) -> int:
     from .store import MemoryStore
 
     registry = load_registry()
-    profiles = ProfileBook()
-    if args.payer_profiles:
-        try:
-            profiles = ProfileBook.load(args.payer_profiles, registry.ids)
-        except ProfileError as exc:
-            print(f"stream-app: {exc}", file=sys.stderr)
-            return 2
+    try:
+        profiles = ProfileBook.load_or_default(args.payer_profiles, registry.ids)
+    except ProfileError as exc:
+        print(f"stream-app: {exc}", file=sys.stderr)
+        return 2
     try:
         stream = open_input(args.path)
     except OSError as exc:

@@ -101,6 +101,11 @@ class ProfileBook:
         return self._by_type.get(payer_type, self._default)
 
     @classmethod
+    def load_or_default(cls, path: str | Path | None, known_rules: Iterable[str]) -> ProfileBook:
+        """The profiles in `path`, or the default profile for every payer."""
+        return cls() if path is None else cls.load(path, known_rules)
+
+    @classmethod
     def load(cls, path: str | Path, known_rules: Iterable[str]) -> ProfileBook:
         known = frozenset(known_rules)
         try:

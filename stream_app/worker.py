@@ -371,13 +371,11 @@ def run_worker() -> int:
         print(f"stream-app worker: bad settings: {exc}", file=sys.stderr)
         return 2
     registry = load_registry()
-    profiles = ProfileBook()
-    if settings.payer_profiles:
-        try:
-            profiles = ProfileBook.load(settings.payer_profiles, registry.ids)
-        except ProfileError as exc:
-            print(f"stream-app worker: {exc}", file=sys.stderr)
-            return 2
+    try:
+        profiles = ProfileBook.load_or_default(settings.payer_profiles, registry.ids)
+    except ProfileError as exc:
+        print(f"stream-app worker: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(ensure_topics(settings))
     except TopicSetupError as exc:

@@ -143,6 +143,27 @@ def latest_excess(holdings: Sequence[tuple[LineKey, int]], excess: int) -> dict[
     return assigned
 
 
+def units_over(
+    rule_id: str,
+    holders: Sequence[Line],
+    allowed: int,
+    message: Callable[[int], str],
+    context: Sequence[Line],
+) -> Iterator[Violation]:
+    """Alerts on the latest units of `holders` beyond `allowed` (SPEC 6);
+    `message` gets the total units, `context` lines become the evidence."""
+    total = sum(line.units for line in holders)
+    if total <= allowed:
+        return
+    excess = latest_excess([(line.key, line.units) for line in holders], total - allowed)
+    text = message(total)
+    for line in holders:
+        if line.key in excess:
+            yield Violation(
+                rule_id, line.key, text, excess[line.key], evidence_of(context, exclude=line)
+            )
+
+
 def modality_conflict(modalities: frozenset[str], allowed: frozenset[str]) -> bool:
     """SPEC 3.2: non-empty, no unknown external beam, nothing in common."""
     return (

@@ -16,6 +16,7 @@ from .base import (
     latest_excess,
     plural,
     rule,
+    units_over,
 )
 
 
@@ -79,21 +80,16 @@ def intrafraction_per_fraction(day: DayView) -> Iterator[Violation]:
     """G6017 is billed per fraction of treatment: its units on a day may not
     exceed the fractions of that day."""
     tracking = day.coded(codes.INTRAFRACTION)
-    total = sum(line.units for line in tracking)
-    if total <= day.fractions:
-        return
-    excess = latest_excess([(line.key, line.units) for line in tracking], total - day.fractions)
-    context = tracking + _delivery_lines(day)
-    for line in tracking:
-        if line.key in excess:
-            yield Violation(
-                "intrafraction-per-fraction",
-                line.key,
-                f"{plural(total, 'G6017 unit')} for {plural(day.fractions, 'fraction')} "
-                f"on {day.date_of_service}; {day.fractions} allowed",
-                excess[line.key],
-                evidence_of(context, exclude=line),
-            )
+    return units_over(
+        "intrafraction-per-fraction",
+        tracking,
+        day.fractions,
+        lambda total: (
+            f"{plural(total, 'G6017 unit')} for {plural(day.fractions, 'fraction')} "
+            f"on {day.date_of_service}; {day.fractions} allowed"
+        ),
+        tracking + _delivery_lines(day) if tracking else [],
+    )
 
 
 @rule(

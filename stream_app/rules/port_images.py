@@ -19,6 +19,7 @@ from .base import (
     modality_conflict,
     plural,
     rule,
+    units_over,
 )
 
 
@@ -54,19 +55,15 @@ def port_image_professional(day: DayView) -> Iterator[Violation]:
 def port_image_units_per_day(day: DayView) -> Iterator[Violation]:
     """77417 is billable as a quantity of one, however many images were taken."""
     port_lines = day.coded(codes.PORT_IMAGE)
-    total = sum(line.units for line in port_lines)
-    if total <= 1:
-        return
-    excess = latest_excess([(line.key, line.units) for line in port_lines], total - 1)
-    for line in port_lines:
-        if line.key in excess:
-            yield Violation(
-                "port-image-units-per-day",
-                line.key,
-                f"{plural(total, 'port-image unit')} on {day.date_of_service}; 1 allowed per day",
-                excess[line.key],
-                evidence_of(port_lines, exclude=line),
-            )
+    return units_over(
+        "port-image-units-per-day",
+        port_lines,
+        1,
+        lambda total: (
+            f"{plural(total, 'port-image unit')} on {day.date_of_service}; 1 allowed per day"
+        ),
+        port_lines,
+    )
 
 
 @rule(
