@@ -212,7 +212,10 @@ class Engine:
     def _next_due(self, patient: PatientState) -> int | None:
         idle, retain = self.settings.course_idle_days, self.settings.retain_days
         dues = [
+            # Seen before event time was known: due as soon as it is.
             date_ordinal(status.last_seen) + (retain if status.closed else idle)
+            if status.last_seen
+            else 0
             for status in patient.courses.values()
             if not status.pruned
         ]
@@ -225,7 +228,12 @@ class Engine:
         patient = work.patient
         horizon = date_ordinal(watermark) - self.settings.retain_days
         for ref, status in list(patient.courses.items()):
-            if status.closed and not status.pruned and date_ordinal(status.last_seen) <= horizon:
+            if (
+                status.closed
+                and not status.pruned
+                and status.last_seen
+                and date_ordinal(status.last_seen) <= horizon
+            ):
                 self._drop_course(patient_id, ref)
                 patient.courses[ref] = status._replace(pruned=True)
                 self.pruned_courses += 1
@@ -262,7 +270,7 @@ class Engine:
     def _course_end(self, event: CourseEndEvent, watermark: str) -> tuple[Result, int | None]:
         work = _Work(self, event.patient_id, watermark)
         ref = CourseRef(event.course_id, event.site)
-        seen = max(watermark, event.date)
+        seen = max(watermark, event.date) if watermark else ""
         status = work.patient.courses.get(ref) or CourseStatus(seen, False, False)
         work.patient.courses[ref] = status._replace(ended=True)
         work.advance(event.date)
@@ -365,7 +373,8 @@ class _Work:
         self._count(course, line, +1)
         # A course is idle when no line has *arrived* for it during the idle
         # days of event time, so a late line keeps its old course alive.
-        seen = max(self.watermark, line.date_of_service)
+        # Before the worker knows event time at all, "" marks "seen, time unknown".
+        seen = max(self.watermark, line.date_of_service) if self.watermark else ""
         status = self.patient.courses.get(line.course_ref)
         if status is None:
             status = CourseStatus(seen, False, False)
@@ -458,11 +467,18 @@ class _Work:
         watermark = date_ordinal(self.watermark) if self.watermark else None
         provisional = self.engine.registry.provisional_rules
         for ref, status in list(self.patient.courses.items()):
+            if not status.last_seen and self.watermark:
+                status = status._replace(last_seen=self.watermark)
+                self.patient.courses[ref] = status
             # Closing is final (SPEC 4): a later line for the course is evaluated final.
             closed = (
                 status.closed
                 or status.ended
-                or (watermark is not None and watermark - date_ordinal(status.last_seen) >= idle)
+                or (
+                    watermark is not None
+                    and bool(status.last_seen)
+                    and watermark - date_ordinal(status.last_seen) >= idle
+                )
             )
             if closed != status.closed:
                 self.patient.courses[ref] = status._replace(closed=closed)

@@ -40,3 +40,24 @@ def test_source_clocks_tell_each_target_every_change_once() -> None:
     assert list(clocks.untold()) == []
     clocks.set_idle(0, True)
     assert len(list(clocks.untold())) == 3
+
+
+def test_lines_seen_before_event_time_is_known_are_not_closed_when_it_arrives() -> None:
+    from stream_app.engine import Engine
+    from stream_app.events import ClaimLineEvent, parse_event
+    from stream_app.store import MemoryStore
+
+    engine = Engine(MemoryStore())
+    event = parse_event(
+        b'{"claim_id":"C","line_number":1,"patient_id":"P","course_id":"K","site":"s",'
+        b'"date_of_service":"2025-01-06","hcpcs":"77387","modifiers":["26"],'
+        b'"claim_type":"professional"}'
+    )
+    assert isinstance(event, ClaimLineEvent)
+    opened = engine.apply(event, scope=1, watermark="")  # the worker knows no event time yet
+    assert [t.finality for t in opened.transitions] == ["provisional"]
+    # Event time turns out to be a year later: the course was just seen, so it stays open...
+    assert engine.tick(1, "2026-01-06") == []
+    # ...until it has been idle for 45 days of event time.
+    closed = engine.tick(1, "2026-02-20")
+    assert [(t.status, t.finality) for t in closed] == [("open", "final")]
