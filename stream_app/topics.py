@@ -7,7 +7,12 @@ import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
 
 from .settings import WorkerSettings
 
@@ -40,7 +45,7 @@ def admin_kwargs(settings: WorkerSettings) -> dict[str, object]:
     return kwargs
 
 
-TABLES = ("patients", "courses", "days", "locations", "event_time")
+TABLES = ("patients", "courses", "days", "locations")
 
 
 def changelog_topic(settings: WorkerSettings, table: str) -> str:
@@ -52,15 +57,42 @@ def repartition_topic(settings: WorkerSettings) -> str:
     return f"{settings.id}-claims-by-patient"
 
 
+class _LoggedErrors(logging.Handler):
+    """The exceptions aiokafka logs instead of raising (its bootstrap error
+    says only "Unable to bootstrap", whatever the cause)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        self.errors.extend(arg for arg in args if isinstance(arg, BaseException))
+
+
 async def ensure_topics(settings: WorkerSettings, timeout: float = 30.0) -> list[str]:
     """Create the input, alerts, dead-letter and re-key topics if missing; returns those created."""
     admin = AIOKafkaAdminClient(**admin_kwargs(settings))
+    logged = _LoggedErrors()
+    logging.getLogger("aiokafka").addHandler(logged)
     try:
         await asyncio.wait_for(admin.start(), timeout)
     except (TimeoutError, KafkaError, OSError) as exc:
+        refused = [
+            e
+            for e in logged.errors
+            if isinstance(e, SaslAuthenticationFailed | UnsupportedSaslMechanismError)
+        ]
+        if refused:
+            raise TopicSetupError(
+                f"Kafka at {settings.bootstrap_servers} refused to authenticate SASL user "
+                f"{settings.sasl_username!r} ({settings.sasl_mechanism}): {refused[-1]}"
+            ) from None
         raise TopicSetupError(
             f"cannot reach Kafka at {settings.bootstrap_servers}: {type(exc).__name__}: {exc}"
         ) from None
+    finally:
+        logging.getLogger("aiokafka").removeHandler(logged)
     try:
         existing = set(await admin.list_topics())
         big = {"max.message.bytes": TOPIC_MAX_MESSAGE_BYTES}

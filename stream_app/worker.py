@@ -32,6 +32,7 @@ from .topics import TopicSetupError, ensure_topics, repartition_topic
 log = logging.getLogger("stream_app.worker")
 
 EVENT_TIME_REPORT_SECONDS = 0.5
+NEVER_DAYS = 1_000_000  # a retention that never comes
 # Outcomes after which a redelivered event may have lost its alerts in a crash.
 _ALREADY_APPLIED = frozenset({"duplicate", "void_unknown", "course_end"})
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -88,7 +89,6 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     alerts_topic = raw_topic(settings.alerts_topic)
     dlq_topic = raw_topic(settings.dlq_topic)
     by_patient = raw_topic(repartition_topic(settings))
-    event_time_table = raw_table("event_time")
     store = FaustStore(
         patients=raw_table("patients"),
         courses=raw_table("courses"),
@@ -100,7 +100,8 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         load_registry(),
         profiles,
         EngineSettings(
-            course_idle_days=settings.course_idle_days, retain_days=settings.retain_days
+            course_idle_days=settings.course_idle_days,
+            retain_days=settings.retain_days if settings.prune else NEVER_DAYS,
         ),
     )
     state_gauges = metrics.StateGauges(engine.registry.ids)
@@ -218,26 +219,31 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         clocks.told(message.partition, target, report)
 
     def event_time(partition: int, headers: Any) -> str:
-        """Fold a message's source report into the partition's low watermark."""
+        """Fold a message's source report into the partition's low watermark.
+
+        Held in memory only: after a restart or a rebalance the partition is
+        read again from its committed offset, and event time must be learnt
+        again in that order (a stored value could be ahead of the messages
+        still to come, and close their courses early).
+        """
         low = event_times.get(partition)
         if low is None:
-            low = event_times[partition] = LowWatermark.decode(
-                settings.partitions, event_time_table.get(str(partition).encode())
-            )
+            low = event_times[partition] = LowWatermark(settings.partitions)
         source = _header(headers, "src")
-        report = Report(_header(headers, "wm") or "", _header(headers, "idle") == "1")
-        if source is not None and low.update(int(source), report):
-            event_time_table[str(partition).encode()] = low.encode()
+        if source is not None:
+            report = Report(_header(headers, "wm") or "", _header(headers, "idle") == "1")
+            low.update(int(source), report)
         return low.low
 
     @app.agent(by_patient)
     async def evaluate(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            watermark = event_time(message.partition, message.headers)
             if message.partition in adopt_pending:
                 adopt_pending.discard(message.partition)
-                adopt(message.partition, watermark)
+                event_times.pop(message.partition, None)
+                adopt(message.partition)
+            watermark = event_time(message.partition, message.headers)
             if _header(message.headers, "tick") is not None:
                 await send_alerts(engine.tick(message.partition, watermark), None)
                 continue
@@ -274,20 +280,15 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             metrics.LINES.labels(_outcome_label(result.outcome)).inc()
             await send_alerts(transitions, parsed)
 
-    def adopt(partition: int, watermark: str) -> None:
+    def adopt(partition: int) -> None:
         """Rebuild the partition's idle-course index from state."""
         mine = (
             key.decode()
             for key in store.patients
             if patient_partition(key, settings.partitions) == partition
         )
-        found = engine.adopt(partition, mine, watermark)
-        log.info(
-            "partition %d: %d patients in state, event time %s",
-            partition,
-            found,
-            engine.watermark(partition) or "-",
-        )
+        found = engine.adopt(partition, mine)
+        log.info("partition %d: %d patients in state", partition, found)
 
     async def send_alerts(transitions: list[Transition], parsed: Event | None) -> None:
         if not transitions:
@@ -381,6 +382,9 @@ def run_worker() -> int:
     except TopicSetupError as exc:
         print(f"stream-app worker: {exc}", file=sys.stderr)
         return 3
+    from . import kafka_backoff
+
+    kafka_backoff.install()  # no busy loop while the broker is down
     app = build_app(settings, profiles)
     worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False)
     worker.execute_from_commandline()

@@ -403,21 +403,25 @@ def fetch_metrics(worker: WorkerProcess, host: str = "127.0.0.1", timeout: float
     import urllib.request
 
     url = f"http://{host}:{worker.web_port}/metrics"
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local test URL
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         return str(response.read().decode())
 
 
 def patient_ids(lines: Iterable[bytes]) -> set[str]:
-    """Every patient_id value in a stream of JSON lines."""
+    """Every patient_id value in a stream of JSON lines (invalid lines too)."""
+    import re
+
     found: set[str] = set()
     for line in lines:
         try:
             doc = orjson.loads(line)
         except orjson.JSONDecodeError:
-            continue
+            doc = None
         if isinstance(doc, dict) and isinstance(doc.get("patient_id"), str):
             found.add(doc["patient_id"])
-    return found
+        for match in re.finditer(rb'"patient_id"\s*:\s*"([^"\\]+)"', line):
+            found.add(match.group(1).decode(errors="replace"))
+    return {pid for pid in found if pid}
 
 
 def repeated_transitions(alerts: Iterable[dict[str, Any]]) -> list[tuple[str, int]]:
@@ -426,3 +430,83 @@ def repeated_transitions(alerts: Iterable[dict[str, Any]]) -> list[tuple[str, in
 
     counts = Counter((a["alert_id"], a["sequence"]) for a in alerts)
     return sorted(key for key, n in counts.items() if n > 1)
+
+
+async def record_lag_with(kwargs: dict[str, Any], group: str, topics: list[str]) -> int:
+    """The group's lag counted in records, not offsets (read_committed).
+
+    Under exactly-once the worker writes the re-key topic in transactions: each
+    commit marker takes an offset but is no record, and records of an aborted
+    transaction (a killed worker's) are never delivered. A caught-up group's
+    committed offset can therefore stay short of the end offset; this counts
+    only what a read_committed consumer would still get. A partition with any
+    such record counts its whole offset lag."""
+    admin = AIOKafkaAdminClient(**kwargs)
+    consumer = AIOKafkaConsumer(
+        *topics,
+        **kwargs,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        tps = sorted(consumer.assignment())
+        assert {tp.topic for tp in tps} == set(topics), f"topics missing: {topics}"
+        ends = await consumer.end_offsets(tps)
+        behind: dict[Any, int] = {}
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            if ends[tp] > done:
+                behind[tp] = ends[tp] - done
+                consumer.seek(tp, done)
+        lag = 0
+        deadline = time.monotonic() + 30
+        while behind and time.monotonic() < deadline:
+            batch = await consumer.getmany(*behind, timeout_ms=500, max_records=1000)
+            for tp, records in batch.items():
+                if records and tp in behind:
+                    lag += behind.pop(tp)
+            for tp in list(behind):
+                if await consumer.position(tp) >= ends[tp]:
+                    del behind[tp]  # only markers or aborted records were left
+        return lag + sum(behind.values())
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def wait_caught_up_records(
+    deployment: Deployment,
+    kwargs: dict[str, Any] | None = None,
+    timeout: float = 300,
+    settle: float = 2.0,
+) -> None:
+    """`Deployment.wait_caught_up` with lag counted in records (`record_lag_with`)."""
+    kwargs = kwargs or {"bootstrap_servers": deployment.broker.bootstrap}
+    deadline = time.monotonic() + timeout
+    topics = [deployment.settings.input_topic, repartition_topic(deployment.settings)]
+    lag = -1
+    while time.monotonic() < deadline:
+        lag = asyncio.run(record_lag_with(kwargs, deployment.settings.id, topics))
+        if lag == 0:
+            time.sleep(settle)
+            if asyncio.run(record_lag_with(kwargs, deployment.settings.id, topics)) == 0:
+                return
+        time.sleep(1.0)
+    raise TimeoutError(f"worker group did not catch up in {timeout}s (lag {lag} records)")
+
+
+def string_values(lines: Iterable[bytes], name: str) -> set[str]:
+    """Every string value of the field `name` in JSON lines, invalid lines too."""
+    import re
+
+    pattern = re.compile(rb'"' + re.escape(name.encode()) + rb'"\s*:\s*"([^"\\]+)"')
+    return {
+        match.group(1).decode(errors="replace")
+        for line in lines
+        for match in pattern.finditer(line)
+    }
