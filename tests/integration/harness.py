@@ -185,50 +185,11 @@ class WorkerProcess:
 
 
 async def _read_all(bootstrap: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        group_id=None,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=16 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        tps = sorted(consumer.assignment())
-        assert tps, f"topic {topic} has no partitions"
-        ends = await consumer.end_offsets(tps)
-        records: list[Any] = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=10000)
-            for part in batch.values():
-                records.extend(part)
-        return records
-    finally:
-        await consumer.stop()
+    return await read_all_with({"bootstrap_servers": bootstrap}, topic)
 
 
 async def _group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        tps = sorted(consumer.assignment())
-        assert {tp.topic for tp in tps} == set(topics), f"topics missing: {topics}"
-        ends = await consumer.end_offsets(tps)
-        lag = 0
-        for tp in tps:
-            meta = committed.get(tp)
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            lag += max(ends[tp] - done, 0)
-        return lag
-    finally:
-        await consumer.stop()
-        await admin.close()
+    return await group_lag_with({"bootstrap_servers": bootstrap}, group, topics)
 
 
 def replay_alerts(lines: Iterable[bytes], close_at_end: bool = False) -> list[dict[str, Any]]:
