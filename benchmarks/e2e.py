@@ -1,7 +1,7 @@
 """End-to-end throughput, latency and memory of `stream-app worker` on a local broker.
 
-    .venv/bin/python benchmarks/e2e.py                      # 1,000,000 lines
-    .venv/bin/python benchmarks/e2e.py --lines 200000       # a shorter run
+    .venv/bin/python benchmarks/e2e.py                      # 1,000,000 lines: ~55 min *
+    .venv/bin/python benchmarks/e2e.py --lines 200000       # ~18 min *
     .venv/bin/python benchmarks/e2e.py --only latency,rss --throughput 2000
 
 Starts its own single-node Kafka (deploy/local/kafka.sh, free ports, a state
@@ -28,6 +28,9 @@ everything at the end.
 4. rss        A fresh worker; one delivery line for each of --open-courses
               courses (distinct patients, same date of service: none closes),
               then VmRSS / VmHWM of the worker from /proc/<pid>/status.
+
+(*) on a 2-CPU VM shared with other jobs, where the worker does ~360-460
+lines/s: phase 2 is N / 400 seconds, phases 3-4 about 10 minutes.
 
 Prints a table with every number and the commands. --profile records the
 phase-2 worker with py-spy (when `py-spy` is on PATH or in .venv/bin) and
@@ -82,6 +85,7 @@ FRACTIONS = 42  # ~101 lines per patient: 10,000 patients give ~1,017,000 lines
 LINES_METRIC = "stream_app_lines_total"
 LAG_HISTOGRAM = "stream_app_intake_to_alert_seconds"
 POLL_SECONDS = 0.5
+STALL_SECONDS = 180.0
 
 
 def log(message: str) -> None:
@@ -218,6 +222,14 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds all CPUs have spent busy since boot (from /proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def dir_mb(path: Path) -> float:
@@ -397,6 +409,7 @@ class Throughput:
     seconds_to_processed: float = 0.0  # first record -> stream_app_lines_total == N
     seconds_to_lag_zero: float = 0.0  # first record -> committed lag 0
     cpu_seconds: float = 0.0
+    machine_cpu_seconds: float = 0.0  # every process on the machine, same interval
     rss_kib: int = 0
     hwm_kib: int = 0
     data_mb: float = 0.0
@@ -413,17 +426,20 @@ class Throughput:
         return self.lines / self.seconds_to_processed if self.seconds_to_processed else 0.0
 
 
-async def watch_catch_up(deployment: Deployment, port: int, pid: int, expected: int,
-                         timeout: float) -> Throughput:
+async def watch_catch_up(deployment: Deployment, worker: WorkerProcess, pid: int,
+                         expected: int, timeout: float) -> Throughput:
     """From the worker's first consumed record until it has evaluated `expected`
-    lines and its group's committed lag is zero."""
+    lines and its group's committed lag is zero. Fails if the worker exits or
+    makes no progress for STALL_SECONDS."""
     settings = deployment.settings
+    port = worker.web_port
     result = Throughput(expected)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     first = 0.0
-    cpu_at_first = 0.0
+    cpu_at_first = busy_at_first = 0.0
     last_t, last_n = 0.0, 0.0
+    progress_t, progress_n = time.monotonic(), 0.0
     async with LagProbe(deployment.broker.bootstrap, settings.id,
                         [settings.input_topic, repartition_topic(settings)]) as probe:
         while loop.time() < deadline:
@@ -432,8 +448,16 @@ async def watch_catch_up(deployment: Deployment, port: int, pid: int, expected: 
             received = total(samples, "faust_messages_received_per_topic_total",
                              topic=settings.input_topic)
             done = total(samples, LINES_METRIC)
+            if done > progress_n:
+                progress_t, progress_n = now, done
+            elif worker.process.poll() is not None or now - progress_t > STALL_SECONDS:
+                state = "exited" if worker.process.poll() is not None else (
+                    f"made no progress for {STALL_SECONDS:.0f}s")
+                raise RuntimeError(f"worker {state} at {done:,.0f} / {expected:,} lines; "
+                                   f"its log ({worker.log_path}) ends:\n{worker.tail(15)}")
             if received and not first:
                 first, cpu_at_first, last_t = now, cpu_seconds(pid), now
+                busy_at_first = machine_busy()
             if first and now - last_t >= 10:
                 result.windows.append((now - first, (done - last_n) / (now - last_t)))
                 log(f"  {done:>10,.0f} / {expected:,} evaluated, "
@@ -445,11 +469,12 @@ async def watch_catch_up(deployment: Deployment, port: int, pid: int, expected: 
                 if await probe.lag() == 0:
                     result.seconds_to_lag_zero = time.monotonic() - first
                     result.cpu_seconds = cpu_seconds(pid) - cpu_at_first
+                    result.machine_cpu_seconds = machine_busy() - busy_at_first
                     result.alerts = int(total(samples, "stream_app_alert_transitions_total"))
-                    prefix = f"{settings.id}-"
                     for labels, value in samples.get("faust_topic_messages_sent_total", []):
-                        topic = labels.get("topic", "?").removeprefix(prefix)
-                        result.sent_by_topic[topic] = value
+                        topic = labels.get("topic", "?").removeprefix("topic.")
+                        topic = topic.removeprefix(f"{settings.id}-")
+                        result.sent_by_topic[topic.removeprefix(f"{deployment.name}-")] = value
                     return result
             await asyncio.sleep(POLL_SECONDS)
     raise TimeoutError(f"worker did not catch up in {timeout:.0f}s")
@@ -461,7 +486,7 @@ def run_throughput(deployment: Deployment, lines: int, prefix: list[str],
     try:
         pid = worker_pid(worker, bool(prefix))
         started = time.monotonic()
-        result = asyncio.run(watch_catch_up(deployment, worker.web_port, pid, lines, timeout))
+        result = asyncio.run(watch_catch_up(deployment, worker, pid, lines, timeout))
         result.ready_seconds = time.monotonic() - started - result.seconds_to_lag_zero
         memory = proc_status(pid)
         result.rss_kib, result.hwm_kib = memory.get("VmRSS", 0), memory.get("VmHWM", 0)
@@ -492,6 +517,7 @@ class Latency:
     worker_p99: float | None = None
     worker_count: int = 0
     cpu_share: float = 0.0
+    machine_share: float = 0.0  # busy CPUs of the whole machine, on average
 
     @property
     def sustained(self) -> bool:
@@ -541,7 +567,7 @@ async def measure_latency(deployment: Deployment, port: int, pid: int,
 
     reader = asyncio.create_task(read_alerts())
     try:
-        cpu0 = cpu_seconds(pid)
+        cpu0, busy0 = cpu_seconds(pid), machine_busy()
         started = time.monotonic()
         result.sent = await publish(settings, lines(), rate=rate, stamp=True)
         result.publish_seconds = time.monotonic() - started
@@ -553,7 +579,9 @@ async def measure_latency(deployment: Deployment, port: int, pid: int,
                 result.drained_seconds = time.monotonic() - ended
                 break
             await asyncio.sleep(POLL_SECONDS)
-        result.cpu_share = (cpu_seconds(pid) - cpu0) / (time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        result.cpu_share = (cpu_seconds(pid) - cpu0) / elapsed
+        result.machine_share = (machine_busy() - busy0) / elapsed
         await asyncio.sleep(3.0)  # the last alerts: producer linger, our fetch
     finally:
         stop.set()
@@ -604,8 +632,7 @@ def run_rss(deployment: Deployment, courses: int, timeout: float) -> Memory:
         result.idle_rss_kib = proc_status(worker.process.pid).get("VmRSS", 0)
         started = time.monotonic()
         deployment.publish(lines)
-        asyncio.run(watch_catch_up(deployment, worker.web_port, worker.process.pid, courses,
-                                   timeout))
+        asyncio.run(watch_catch_up(deployment, worker, worker.process.pid, courses, timeout))
         result.seconds = time.monotonic() - started
         time.sleep(2.0)
         memory = proc_status(worker.process.pid)
@@ -702,7 +729,8 @@ def latency_rows(report: Report, label: str, latency: Latency) -> None:
                f"{latency.sent:,} lines in {latency.publish_seconds:.0f}s ({state})")
     if latency.drained_seconds is not None:
         report.add(f"{label}: drained after publish", f"{latency.drained_seconds:.1f}s")
-    report.add(f"{label}: worker CPU", f"{100 * latency.cpu_share:.0f}% of one core")
+    report.add(f"{label}: CPU", f"worker {100 * latency.cpu_share:.0f}% of one core; machine "
+               f"{latency.machine_share:.2f} of {os.cpu_count()} CPUs busy")
     report.add(f"{label}: alert consumer p50 / p99",
                f"{ms(latency.client(0.5))} / {ms(latency.client(0.99))} "
                f"(max {ms(max(latency.samples, default=None))}, "
@@ -710,6 +738,40 @@ def latency_rows(report: Report, label: str, latency: Latency) -> None:
     report.add(f"{label}: worker histogram p50 / p99",
                f"{ms(latency.worker_p50)} / {ms(latency.worker_p99)} "
                f"({LAG_HISTOGRAM}, {latency.worker_count:,} events)")
+
+
+def throughput_rows(report: Report, t: Throughput, baseline: Baseline | None) -> None:
+    report.add("2 worker: first record -> lag 0",
+               f"{t.rate:,.0f} lines/s ({t.lines:,} in "
+               f"{t.seconds_to_lag_zero:.1f}s; start-up before the first "
+               f"record {t.ready_seconds:.1f}s)")
+    report.add("2 worker: first record -> all evaluated",
+               f"{t.processing_rate:,.0f} lines/s "
+               f"({t.seconds_to_processed:.1f}s, {LINES_METRIC})")
+    if t.windows:
+        rates = [r for _, r in t.windows]
+        report.add("2 worker: 10 s windows", f"min {min(rates):,.0f}, median "
+                   f"{statistics.median(rates):,.0f}, max {max(rates):,.0f} lines/s")
+    seconds = t.seconds_to_lag_zero
+    report.add("2 worker: CPU", f"{t.cpu_seconds:,.0f} CPU s = "
+               f"{1e3 * t.cpu_seconds / t.lines:.2f} CPU ms/line, "
+               f"{100 * t.cpu_seconds / seconds:.0f}% of one core; machine "
+               f"{t.machine_cpu_seconds / seconds:.2f} of {os.cpu_count()} CPUs busy")
+    report.add("2 worker: RSS at the end", f"VmRSS {mib(t.rss_kib)}, VmHWM "
+               f"{mib(t.hwm_kib)}; RocksDB dir {t.data_mb:,.0f} MB; "
+               f"{t.alerts:,} alert messages")
+    if t.sent_by_topic:
+        per_line = ", ".join(
+            f"{topic} {n / t.lines:.2f}"
+            for topic, n in sorted(t.sent_by_topic.items())
+        )
+        report.add("2 worker: messages produced per line", per_line)
+    if baseline:
+        ratio = t.rate / baseline.rate
+        verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
+        report.add("2 worker / baseline",
+                   f"{ratio:.3f} (target >= {TARGET_RATIO:.2f}: {verdict}; "
+                   f"baseline is {1 / ratio:,.1f}x faster)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -765,6 +827,7 @@ def main(argv: list[str] | None = None) -> int:
         return Deployment(broker, run_dir / phase, name=name, extra_env=worker_env)
 
     profiler = py_spy() if args.profile else None
+    finished = False
     if args.profile and not profiler:
         report.notes.append("--profile: py-spy not found (pip install py-spy); not profiled")
     try:
@@ -798,36 +861,7 @@ def main(argv: list[str] | None = None) -> int:
                     prefix = [profiler, "record", "--format", "raw", "--rate", "100",
                               "--output", str(raw_profile), "--"]
                 throughput = run_throughput(main_deployment, published, prefix, args.timeout)
-                report.add("2 worker: first record -> lag 0",
-                           f"{throughput.rate:,.0f} lines/s ({throughput.lines:,} in "
-                           f"{throughput.seconds_to_lag_zero:.1f}s; start-up before the first "
-                           f"record {throughput.ready_seconds:.1f}s)")
-                report.add("2 worker: first record -> all evaluated",
-                           f"{throughput.processing_rate:,.0f} lines/s "
-                           f"({throughput.seconds_to_processed:.1f}s, {LINES_METRIC})")
-                if throughput.windows:
-                    rates = [r for _, r in throughput.windows]
-                    report.add("2 worker: 10 s windows", f"min {min(rates):,.0f}, median "
-                               f"{statistics.median(rates):,.0f}, max {max(rates):,.0f} lines/s")
-                report.add("2 worker: CPU", f"{throughput.cpu_seconds:,.0f} CPU s = "
-                           f"{1e3 * throughput.cpu_seconds / throughput.lines:.2f} CPU ms/line, "
-                           f"{100 * throughput.cpu_seconds / throughput.seconds_to_lag_zero:.0f}%"
-                           " of one core")
-                report.add("2 worker: RSS at the end", f"VmRSS {mib(throughput.rss_kib)}, VmHWM "
-                           f"{mib(throughput.hwm_kib)}; RocksDB dir {throughput.data_mb:,.0f} MB; "
-                           f"{throughput.alerts:,} alert messages")
-                if throughput.sent_by_topic:
-                    per_line = ", ".join(
-                        f"{topic} {n / throughput.lines:.2f}"
-                        for topic, n in sorted(throughput.sent_by_topic.items())
-                    )
-                    report.add("2 worker: messages produced per line", per_line)
-                if baseline:
-                    ratio = throughput.rate / baseline.rate
-                    verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
-                    report.add("2 worker / baseline",
-                               f"{ratio:.3f} (target >= {TARGET_RATIO:.2f}: {verdict}; "
-                               f"baseline is {1 / ratio:,.1f}x faster)")
+                throughput_rows(report, throughput, baseline)
                 if profiler and raw_profile.exists():
                     report.notes.append(hotspots(raw_profile, 25))
         if "latency" in phases:
@@ -860,10 +894,13 @@ def main(argv: list[str] | None = None) -> int:
                        f"{mib(memory.hwm_kib)} (idle before: {mib(memory.idle_rss_kib)}; "
                        f"{1024 * (memory.rss_kib - memory.idle_rss_kib) / memory.courses:,.0f} "
                        f"B/course); RocksDB dir {memory.data_mb:,.0f} MB")
+        finished = True
     finally:
         log("stopping the broker")
         broker.stop(wipe=True)
-        if not args.keep:
+        if args.keep or not finished:
+            log(f"worker logs kept in {run_dir}")
+        else:
             shutil.rmtree(run_dir, ignore_errors=True)
     report.add("wall time", f"{time.monotonic() - wall:,.0f}s")
     print()
