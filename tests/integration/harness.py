@@ -133,8 +133,12 @@ class Deployment:
             orjson.loads(record.value) for record in self.read_topic(self.settings.alerts_topic)
         ]
 
-    def wait_caught_up(self, timeout: float = 600, settle: float = 2.0) -> None:
-        """Until the group has consumed everything on the input and re-key topics."""
+    def wait_caught_up(self, timeout: float = 600, settle: float = 6.0) -> None:
+        """Until the group has consumed everything on the input and re-key topics.
+
+        `settle` covers the worker's event-time reports, sent on a 0.5 s timer
+        after the input is read to its end: a course closed by them is only
+        closed once the re-key topic has them too."""
         deadline = time.monotonic() + timeout
         topics = [self.settings.input_topic, repartition_topic(self.settings)]
         while time.monotonic() < deadline:
@@ -275,7 +279,7 @@ class SecureDeployment(Deployment):
     def read_topic(self, topic: str) -> list[Any]:
         return asyncio.run(read_all_with(client_kwargs(self.settings), topic))
 
-    def wait_caught_up(self, timeout: float = 600, settle: float = 2.0) -> None:
+    def wait_caught_up(self, timeout: float = 600, settle: float = 6.0) -> None:
         wait_caught_up_with(self, client_kwargs(self.settings), timeout, settle)
 
 
