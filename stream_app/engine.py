@@ -270,8 +270,7 @@ class Engine:
     def _course_end(self, event: CourseEndEvent, watermark: str) -> tuple[Result, int | None]:
         work = _Work(self, event.patient_id, watermark)
         ref = CourseRef(event.course_id, event.site)
-        seen = max(watermark, event.date) if watermark else ""
-        status = work.patient.courses.get(ref) or CourseStatus(seen, False, False)
+        status = work.patient.courses.get(ref) or CourseStatus(event.date, False, False)
         work.patient.courses[ref] = status._replace(ended=True)
         work.advance(event.date)
         return Result("course_end", work.finish()), self._next_due(work.patient)
@@ -371,10 +370,10 @@ class _Work:
         course = self.course(line.course_ref)
         course.dates[line.date_of_service] = course.dates.get(line.date_of_service, 0) + 1
         self._count(course, line, +1)
-        # A course is idle when no line has *arrived* for it during the idle
-        # days of event time, so a late line keeps its old course alive.
-        # Before the worker knows event time at all, "" marks "seen, time unknown".
-        seen = max(self.watermark, line.date_of_service) if self.watermark else ""
+        # Event time is date-of-service time: a line arrives, in event time,
+        # on its date of service. So a course is idle once event time is the
+        # idle days past its latest date of service, whatever the arrival order.
+        seen = line.date_of_service
         status = self.patient.courses.get(line.course_ref)
         if status is None:
             status = CourseStatus(seen, False, False)
@@ -467,9 +466,6 @@ class _Work:
         watermark = date_ordinal(self.watermark) if self.watermark else None
         provisional = self.engine.registry.provisional_rules
         for ref, status in list(self.patient.courses.items()):
-            if not status.last_seen and self.watermark:
-                status = status._replace(last_seen=self.watermark)
-                self.patient.courses[ref] = status
             # Closing is final (SPEC 4): a later line for the course is evaluated final.
             closed = (
                 status.closed

@@ -31,6 +31,8 @@ class SourceClocks:
         self.targets = targets
         self.reports: dict[int, Report] = {}
         self._told: dict[tuple[int, int], Report] = {}
+        # Bumped by forget_told; a send that started before it does not count.
+        self.generation = 0
 
     def observe(self, source: int, event_date: str) -> str:
         """A message from `source` is being forwarded; returns its watermark."""
@@ -42,8 +44,15 @@ class SourceClocks:
         held = self.reports.get(source, Report("", False))
         self.reports[source] = held._replace(idle=idle)
 
-    def told(self, source: int, target: int, report: Report) -> None:
-        self._told[(source, target)] = report
+    def told(self, source: int, target: int, report: Report, generation: int) -> None:
+        if generation == self.generation:
+            self._told[(source, target)] = report
+
+    def forget_told(self) -> None:
+        """Targets may have forgotten what they heard (a rebalance makes a
+        re-keyed partition relearn its event time): tell them all again."""
+        self._told.clear()
+        self.generation += 1
 
     def untold(self) -> Iterator[tuple[int, int, Report]]:
         """(source, target, report) for every target that has not heard the latest."""

@@ -83,7 +83,7 @@ class CourseRef(NamedTuple):
 class CourseStatus(NamedTuple):
     """What the patient record knows of each course: enough to close it."""
 
-    last_seen: str  # event time when a line for the course last arrived
+    last_seen: str  # the latest date of service of the course's lines (its event time)
     ended: bool  # a course_end event arrived
     closed: bool  # as last evaluated: ended, idle, or closed at end of replay
     pruned: bool = False  # its lines were dropped from state (closed long ago)

@@ -125,9 +125,13 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     # Partitions whose event time and idle index must be rebuilt from the
     # tables before their next event (they were just assigned to us).
     adopt_pending: set[int] = set()
+    clocks = SourceClocks(settings.partitions)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _remember_highwaters(sender: Any, assigned: Any, **_: Any) -> None:
+        # Re-keyed partitions relearn event time after any rebalance (see
+        # event_time()); sources that are done would otherwise never re-tell.
+        clocks.forget_told()
         ours = [tp for tp in assigned if tp.topic == by_patient.get_topic_name()]
         if not ours:
             return
@@ -152,7 +156,6 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             ],
         )
 
-    clocks = SourceClocks(settings.partitions)
     forwarded_offsets: dict[int, int] = {}  # input partition -> last offset handled
     event_times: dict[int, LowWatermark] = {}  # re-keyed partition -> its low watermark
 
@@ -167,6 +170,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         """Every re-keyed partition hears every source's report, so its low
         watermark moves even when no patient of its own shows up."""
         await mark_idle_sources()
+        generation = clocks.generation
         for source, target, report in list(clocks.untold()):
             await by_patient.send(
                 key=None,
@@ -174,7 +178,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
                 partition=target,
                 headers=[("tick", b"1"), *_report_headers(source, report)],
             )
-            clocks.told(source, target, report)
+            clocks.told(source, target, report, generation)
 
     app.timer(interval=EVENT_TIME_REPORT_SECONDS)(report_event_time)
 
@@ -208,6 +212,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             patient_id, event_date = parsed.patient_id, parsed.date
         clocks.observe(message.partition, event_date)
         report = clocks.reports[message.partition]
+        generation = clocks.generation
         key = patient_id.encode()
         target = patient_partition(key, settings.partitions)
         await by_patient.send(
@@ -216,7 +221,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             partition=target,
             headers=_report_headers(message.partition, report),
         )
-        clocks.told(message.partition, target, report)
+        clocks.told(message.partition, target, report, generation)
 
     def event_time(partition: int, headers: Any) -> str:
         """Fold a message's source report into the partition's low watermark.

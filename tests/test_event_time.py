@@ -33,16 +33,40 @@ def test_source_clocks_tell_each_target_every_change_once() -> None:
     clocks = SourceClocks(targets=3)
     assert clocks.observe(0, "2025-01-02") == "2025-01-02"
     assert clocks.observe(0, "") == "2025-01-02"  # a void without a date
-    clocks.told(0, 1, Report("2025-01-02", False))
+    clocks.told(0, 1, Report("2025-01-02", False), clocks.generation)
     assert sorted(t for _, t, _ in clocks.untold()) == [0, 2]
     for source, target, report in list(clocks.untold()):
-        clocks.told(source, target, report)
+        clocks.told(source, target, report, clocks.generation)
     assert list(clocks.untold()) == []
     clocks.set_idle(0, True)
     assert len(list(clocks.untold())) == 3
 
 
-def test_lines_seen_before_event_time_is_known_are_not_closed_when_it_arrives() -> None:
+def test_after_a_rebalance_every_target_is_told_again() -> None:
+    """A re-keyed partition forgets event time on a rebalance; a source that
+    has finished must still be heard again, or courses never close."""
+    clocks = SourceClocks(targets=2)
+    clocks.observe(0, "2025-03-01")
+    clocks.set_idle(0, True)
+    for source, target, report in list(clocks.untold()):
+        clocks.told(source, target, report, clocks.generation)
+    assert list(clocks.untold()) == []
+    clocks.forget_told()
+    assert sorted(t for _, t, _ in clocks.untold()) == [0, 1]
+
+
+def test_a_send_begun_before_a_rebalance_does_not_count_as_told() -> None:
+    clocks = SourceClocks(targets=1)
+    clocks.observe(0, "2025-03-01")
+    generation = clocks.generation
+    clocks.forget_told()  # the rebalance happens while the tick is in flight
+    clocks.told(0, 0, clocks.reports[0], generation)
+    assert len(list(clocks.untold())) == 1
+
+
+def test_lines_seen_before_event_time_is_known_close_by_their_date_when_it_arrives() -> None:
+    """Whether a course closes depends on its dates and event time, not on
+    whether its lines reached the worker before event time was known."""
     from stream_app.engine import Engine
     from stream_app.events import ClaimLineEvent, parse_event
     from stream_app.store import MemoryStore
@@ -56,8 +80,41 @@ def test_lines_seen_before_event_time_is_known_are_not_closed_when_it_arrives() 
     assert isinstance(event, ClaimLineEvent)
     opened = engine.apply(event, scope=1, watermark="")  # the worker knows no event time yet
     assert [t.finality for t in opened.transitions] == ["provisional"]
-    # Event time turns out to be a year later: the course was just seen, so it stays open...
-    assert engine.tick(1, "2026-01-06") == []
-    # ...until it has been idle for 45 days of event time.
-    closed = engine.tick(1, "2026-02-20")
+    # Event time turns out to be 44 days after the line's date: still open...
+    assert engine.tick(1, "2025-02-19") == []
+    # ...and at 45 days it closes.
+    closed = engine.tick(1, "2025-02-20")
     assert [(t.status, t.finality) for t in closed] == [("open", "final")]
+
+
+def _line(patient: str, date: str) -> bytes:
+    return (
+        b'{"claim_id":"C-%s","line_number":1,"patient_id":"%s","course_id":"K","site":"s",'
+        b'"date_of_service":"%s","hcpcs":"77387","modifiers":["26"],'
+        b'"claim_type":"professional"}' % (patient.encode(), patient.encode(), date.encode())
+    )
+
+
+def _folded_finality(lines: list[bytes]) -> dict[str, str]:
+    import io
+
+    import orjson
+
+    from stream_app.engine import Engine
+    from stream_app.replay import Replay
+    from stream_app.store import MemoryStore
+
+    out = io.BytesIO()
+    Replay(Engine(MemoryStore()), out, io.StringIO(), close_at_end=False).run(lines)
+    alerts = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    return {a["alert_id"]: a["finality"] for a in alerts}
+
+
+def test_a_course_closes_by_its_dates_whatever_the_arrival_order() -> None:
+    """SPEC 2's order independence, for closing: a line that reaches the
+    processor late does not keep its course open longer than its date does."""
+    early, late = _line("P1", "2025-01-10"), _line("P2", "2025-03-01")
+    finality = _folded_finality([early, late])
+    assert finality == _folded_finality([late, early])
+    assert finality["igrt-without-fraction:P1:C-P1:1"] == "final"
+    assert finality["igrt-without-fraction:P2:C-P2:1"] == "provisional"
