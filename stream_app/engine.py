@@ -212,10 +212,9 @@ class Engine:
     def _next_due(self, patient: PatientState) -> int | None:
         idle, retain = self.settings.course_idle_days, self.settings.retain_days
         dues = [
-            # Seen before event time was known: due as soon as it is.
-            date_ordinal(status.last_seen) + (retain if status.closed else idle)
-            if status.last_seen
-            else 0
+            date_ordinal(status.prune_after) + retain
+            if status.closed
+            else date_ordinal(status.last_seen) + idle
             for status in patient.courses.values()
             if not status.pruned
         ]
@@ -231,8 +230,7 @@ class Engine:
             if (
                 status.closed
                 and not status.pruned
-                and status.last_seen
-                and date_ordinal(status.last_seen) <= horizon
+                and date_ordinal(status.prune_after) <= horizon
             ):
                 self._drop_course(patient_id, ref)
                 patient.courses[ref] = status._replace(pruned=True)
@@ -270,7 +268,9 @@ class Engine:
     def _course_end(self, event: CourseEndEvent, watermark: str) -> tuple[Result, int | None]:
         work = _Work(self, event.patient_id, watermark)
         ref = CourseRef(event.course_id, event.site)
-        status = work.patient.courses.get(ref) or CourseStatus(event.date, False, False)
+        status = work.patient.courses.get(ref) or CourseStatus(
+            event.date, False, False, False, watermark
+        )
         work.patient.courses[ref] = status._replace(ended=True)
         work.advance(event.date)
         return Result("course_end", work.finish()), self._next_due(work.patient)
@@ -373,12 +373,16 @@ class _Work:
         # Event time is date-of-service time: a line arrives, in event time,
         # on its date of service. So a course is idle once event time is the
         # idle days past its latest date of service, whatever the arrival order.
-        seen = line.date_of_service
+        seen, arrival = line.date_of_service, self.watermark
         status = self.patient.courses.get(line.course_ref)
         if status is None:
-            status = CourseStatus(seen, False, False)
+            status = CourseStatus(seen, False, False, False, arrival)
         else:
-            status = status._replace(last_seen=max(status.last_seen, seen), pruned=False)
+            status = status._replace(
+                last_seen=max(status.last_seen, seen),
+                last_arrival=max(status.last_arrival, arrival),
+                pruned=False,
+            )
         self.patient.courses[line.course_ref] = status
 
     def remove(self, line: Line, *, departing: bool) -> None:
@@ -466,6 +470,10 @@ class _Work:
         watermark = date_ordinal(self.watermark) if self.watermark else None
         provisional = self.engine.registry.provisional_rules
         for ref, status in list(self.patient.courses.items()):
+            if not status.last_arrival and self.watermark:
+                # Arrived before the worker knew event time: count it as now.
+                status = status._replace(last_arrival=self.watermark)
+                self.patient.courses[ref] = status
             # Closing is final (SPEC 4): a later line for the course is evaluated final.
             closed = (
                 status.closed

@@ -87,6 +87,14 @@ class CourseStatus(NamedTuple):
     ended: bool  # a course_end event arrived
     closed: bool  # as last evaluated: ended, idle, or closed at end of replay
     pruned: bool = False  # its lines were dropped from state (closed long ago)
+    # The stream's event time when a line for it last arrived ("" while the
+    # worker does not know event time yet). Only pruning uses it: a course
+    # that is still receiving lines, however old their dates, keeps its state.
+    last_arrival: str = ""
+
+    @property
+    def prune_after(self) -> str:
+        return max(self.last_seen, self.last_arrival)
 
 
 @dataclass(slots=True)

@@ -42,6 +42,9 @@ class WorkerSettings(BaseSettings):
     # A crashed worker's partitions move to the others after this long.
     session_timeout_seconds: float = Field(10.0, gt=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # How long the producer waits to fill a batch; every input line becomes
+    # several messages (re-key, changelogs, alerts), so batching matters.
+    producer_linger_seconds: float = Field(0.005, ge=0, le=1)
 
     @field_validator("store")
     @classmethod

@@ -51,6 +51,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         web_enabled=True,
         autodiscover=False,
         producer_max_request_size=MAX_MESSAGE_BYTES,
+        producer_linger=settings.producer_linger_seconds,
         consumer_max_fetch_size=MAX_MESSAGE_BYTES,
         processing_guarantee=settings.processing_guarantee,
         broker_credentials=_credentials(settings),
@@ -143,12 +144,47 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             return
         recovery_until.update(highwaters)
 
-    async def dead_letter(key: bytes | None, raw: bytes, invalid: Invalid, source: str) -> None:
+    exactly_once = settings.processing_guarantee == "exactly_once"
+
+    async def send_for(
+        origin: Any,
+        topic: Any,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Send a message caused by the event at `origin` (its topic partition).
+
+        Under exactly-once the message joins the transaction in which Faust
+        commits `origin`'s offset, so output and progress commit together.
+        Faust itself would pick the transaction of the *destination* partition,
+        and none at all for topics the app does not consume (alerts, DLQ).
+        """
+        if not exactly_once:
+            await topic.send(key=key, value=value, partition=partition, headers=headers)
+            return
+        group = app.assignor.group_for_topic(origin.topic)
+        await app.producer.send(
+            topic.get_topic_name(),
+            key,
+            value,
+            partition,
+            None,
+            headers,
+            transactional_id=f"{app.conf.id}-{group}-{origin.partition}",
+        )
+
+    async def dead_letter(
+        origin: Any, key: bytes | None, raw: bytes, invalid: Invalid, source: str
+    ) -> None:
         metrics.LINES.labels("invalid").inc()
         metrics.DEAD_LETTERS.labels(invalid.reason).inc()
-        await dlq_topic.send(
-            key=key,
-            value=raw,
+        await send_for(
+            origin,
+            dlq_topic,
+            key,
+            raw,
             headers=[
                 ("reason", invalid.reason.encode()),
                 ("detail", invalid.detail.encode()),
@@ -204,7 +240,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         forwarded_offsets[message.partition] = message.offset
         if isinstance(parsed, Invalid):
             source = f"{message.topic}:{message.partition}:{message.offset}"
-            await dead_letter(event.key, raw, parsed, source)
+            await dead_letter(message.tp, event.key, raw, parsed, source)
             return
         if isinstance(parsed, ClaimLineEvent):
             patient_id, event_date = parsed.line.patient_id, parsed.line.date_of_service
@@ -215,9 +251,11 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         generation = clocks.generation
         key = patient_id.encode()
         target = patient_partition(key, settings.partitions)
-        await by_patient.send(
-            key=key,
-            value=raw,
+        await send_for(
+            message.tp,
+            by_patient,
+            key,
+            raw,
             partition=target,
             headers=_report_headers(message.partition, report),
         )
@@ -250,12 +288,12 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
                 adopt(message.partition)
             watermark = event_time(message.partition, message.headers)
             if _header(message.headers, "tick") is not None:
-                await send_alerts(engine.tick(message.partition, watermark), None)
+                await send_alerts(message.tp, engine.tick(message.partition, watermark), None)
                 continue
             raw = bytes(event.value) if event.value is not None else b""
             parsed = parse_event(raw)
             if isinstance(parsed, Invalid):  # only if someone writes to our internal topic
-                await dead_letter(event.key, raw, parsed, "internal")
+                await dead_letter(message.tp, event.key, raw, parsed, "internal")
                 continue
             started = time.perf_counter()
             try:
@@ -275,6 +313,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
                     type(exc).__name__,
                 )
                 await dead_letter(
+                    message.tp,
                     event.key,
                     raw,
                     Invalid("engine_error", type(exc).__name__),
@@ -283,7 +322,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
                 continue
             metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
             metrics.LINES.labels(_outcome_label(result.outcome)).inc()
-            await send_alerts(transitions, parsed)
+            await send_alerts(message.tp, transitions, parsed)
 
     def adopt(partition: int) -> None:
         """Rebuild the partition's idle-course index from state."""
@@ -295,14 +334,16 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         found = engine.adopt(partition, mine)
         log.info("partition %d: %d patients in state", partition, found)
 
-    async def send_alerts(transitions: list[Transition], parsed: Event | None) -> None:
+    async def send_alerts(origin: Any, transitions: list[Transition], parsed: Event | None) -> None:
         if not transitions:
             return
         detected_at = now_rfc3339()
         for transition in transitions:
-            await alerts_topic.send(
-                key=transition.line.claim_id.encode(),
-                value=encode_alert(transition, detected_at),
+            await send_for(
+                origin,
+                alerts_topic,
+                transition.line.claim_id.encode(),
+                encode_alert(transition, detected_at),
             )
             metrics.ALERT_TRANSITIONS.labels(
                 transition.spec.rule_id, transition.status, transition.finality
