@@ -48,6 +48,11 @@ class SourceClocks:
         if generation == self.generation:
             self._told[(source, target)] = report
 
+    def keep_only(self, sources: set[int]) -> None:
+        """Forget sources now read by another worker: a stale report (say,
+        idle) would otherwise be told again and overrule the new owner's."""
+        self.reports = {s: r for s, r in self.reports.items() if s in sources}
+
     def forget_told(self) -> None:
         """Targets may have forgotten what they heard (a rebalance makes a
         re-keyed partition relearn its event time): tell them all again."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -127,11 +129,17 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     # tables before their next event (they were just assigned to us).
     adopt_pending: set[int] = set()
     clocks = SourceClocks(settings.partitions)
+    forwarded_offsets: dict[int, int] = {}  # input partition -> last offset handled
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _remember_highwaters(sender: Any, assigned: Any, **_: Any) -> None:
         # Re-keyed partitions relearn event time after any rebalance (see
         # event_time()); sources that are done would otherwise never re-tell.
+        sources = {tp.partition for tp in assigned if tp.topic == settings.input_topic}
+        clocks.keep_only(sources)
+        for source in list(forwarded_offsets):
+            if source not in sources:
+                del forwarded_offsets[source]
         clocks.forget_told()
         ours = [tp for tp in assigned if tp.topic == by_patient.get_topic_name()]
         if not ours:
@@ -192,7 +200,6 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             ],
         )
 
-    forwarded_offsets: dict[int, int] = {}  # input partition -> last offset handled
     event_times: dict[int, LowWatermark] = {}  # re-keyed partition -> its low watermark
 
     @app.agent(input_topic)
@@ -432,6 +439,48 @@ def run_worker() -> int:
 
     kafka_backoff.install()  # no busy loop while the broker is down
     app = build_app(settings, profiles)
+    tables_dir = Path(app.conf.tabledir)
+    if settings.processing_guarantee == "exactly_once" and settings.store.startswith("rocksdb"):
+        drop_tables_after_crash(tables_dir)
     worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            mark_clean_shutdown(tables_dir)
+        raise
+    mark_clean_shutdown(tables_dir)
     return 0
+
+
+CLEAN_SHUTDOWN_MARKER = "clean-shutdown"
+
+
+def drop_tables_after_crash(tables_dir: Path) -> bool:
+    """Under exactly-once, drop local tables that a crash may have left ahead
+    of what Kafka committed; True if dropped.
+
+    RocksDB keeps every table write at once, including those of a transaction
+    that the crash aborted; the restarted worker would then take the aborted
+    events as already applied and never send their alerts. Tables rebuilt
+    from the changelogs (read_committed) hold only committed writes. This is
+    what Kafka Streams does with its checkpoint file under exactly-once.
+    """
+    marker = tables_dir / CLEAN_SHUTDOWN_MARKER
+    if marker.exists():
+        marker.unlink()  # a crash from now on leaves no marker
+        return False
+    if not tables_dir.exists() or not any(tables_dir.iterdir()):
+        return False
+    log.warning(
+        "exactly-once: the last run did not shut down cleanly; dropping local tables "
+        "in %s and rebuilding them from the changelog topics",
+        tables_dir,
+    )
+    shutil.rmtree(tables_dir)
+    return True
+
+
+def mark_clean_shutdown(tables_dir: Path) -> None:
+    if tables_dir.exists():
+        (tables_dir / CLEAN_SHUTDOWN_MARKER).touch()

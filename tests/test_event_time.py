@@ -118,3 +118,13 @@ def test_a_course_closes_by_its_dates_whatever_the_arrival_order() -> None:
     assert finality == _folded_finality([late, early])
     assert finality["igrt-without-fraction:P1:C-P1:1"] == "final"
     assert finality["igrt-without-fraction:P2:C-P2:1"] == "provisional"
+
+
+def test_a_source_that_moved_to_another_worker_is_no_longer_told() -> None:
+    clocks = SourceClocks(targets=1)
+    clocks.observe(0, "2025-03-01")
+    clocks.observe(1, "2025-03-02")
+    clocks.set_idle(1, True)
+    clocks.keep_only({0})  # partition 1 is now another worker's
+    clocks.forget_told()
+    assert [source for source, _, _ in clocks.untold()] == [0]
