@@ -74,11 +74,6 @@ def test_broker_refuses_clients_without_credentials(sasl_broker: SaslBroker) -> 
         asyncio.run(plaintext())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky: at the end of the short sample one alert can stay provisional in the "
-    "worker where replay closed its course (worker event time); see the issue note",
-)
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
 def test_worker_with_credentials_matches_replay(
     sasl_broker: SaslBroker, tmp_path: Path, mechanism: str
