@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,21 @@ def comparable(alerts: Iterable[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     }
 
 
+def assert_matches_replay(alerts: Iterable[dict[str, Any]], lines: list[bytes]) -> None:
+    """The folded alerts equal `stream-app replay --no-close-at-end` of the lines."""
+    expected = comparable(replay_alerts(lines, close_at_end=False))
+    actual = comparable(alerts)
+    missing = expected.keys() - actual.keys()
+    extra = actual.keys() - expected.keys()
+    differ = [k for k in expected.keys() & actual.keys() if expected[k] != actual[k]]
+    assert not missing and not extra and not differ, (
+        f"{len(missing)} missing, {len(extra)} extra, {len(differ)} differ; "
+        f"e.g. {sorted(missing)[:3]} {sorted(extra)[:3]} "
+        f"{[(k, expected[k], actual[k]) for k in differ[:2]]}"
+    )
+    assert expected, "the stream should produce open alerts"
+
+
 # ---------------------------------------------------------------- hardening helpers
 # (SASL broker and deployment, a broker of a test's own, worker logs and metrics)
 
@@ -319,10 +335,13 @@ async def read_all_with(kwargs: dict[str, Any], topic: str) -> list[Any]:
         await consumer.stop()
 
 
-async def group_lag_with(kwargs: dict[str, Any], group: str, topics: list[str]) -> int:
-    """`_group_lag` with any connection arguments."""
+@contextlib.asynccontextmanager
+async def _group_behind(
+    kwargs: dict[str, Any], group: str, topics: list[str], **consumer_options: Any
+) -> AsyncIterator[tuple[AIOKafkaConsumer, dict[Any, int], dict[Any, int]]]:
+    """(consumer of the topics, end offsets, offset lag of each partition behind)."""
     admin = AIOKafkaAdminClient(**kwargs)
-    consumer = AIOKafkaConsumer(*topics, **kwargs, group_id=None)
+    consumer = AIOKafkaConsumer(*topics, **kwargs, group_id=None, **consumer_options)
     await admin.start()
     await consumer.start()
     try:
@@ -330,15 +349,22 @@ async def group_lag_with(kwargs: dict[str, Any], group: str, topics: list[str]) 
         tps = sorted(consumer.assignment())
         assert {tp.topic for tp in tps} == set(topics), f"topics missing: {topics}"
         ends = await consumer.end_offsets(tps)
-        lag = 0
+        behind: dict[Any, int] = {}
         for tp in tps:
             meta = committed.get(tp)
             done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            lag += max(ends[tp] - done, 0)
-        return lag
+            if ends[tp] > done:
+                behind[tp] = ends[tp] - done
+        yield consumer, ends, behind
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def group_lag_with(kwargs: dict[str, Any], group: str, topics: list[str]) -> int:
+    """`_group_lag` with any connection arguments."""
+    async with _group_behind(kwargs, group, topics) as (_, _, behind):
+        return sum(behind.values())
 
 
 def wait_caught_up_with(
@@ -406,28 +432,10 @@ async def record_lag_with(kwargs: dict[str, Any], group: str, topics: list[str])
     committed offset can therefore stay short of the end offset; this counts
     only what a read_committed consumer would still get. A partition with any
     such record counts its whole offset lag."""
-    admin = AIOKafkaAdminClient(**kwargs)
-    consumer = AIOKafkaConsumer(
-        *topics,
-        **kwargs,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        tps = sorted(consumer.assignment())
-        assert {tp.topic for tp in tps} == set(topics), f"topics missing: {topics}"
-        ends = await consumer.end_offsets(tps)
-        behind: dict[Any, int] = {}
-        for tp in tps:
-            meta = committed.get(tp)
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            if ends[tp] > done:
-                behind[tp] = ends[tp] - done
-                consumer.seek(tp, done)
+    options = {"enable_auto_commit": False, "isolation_level": "read_committed"}
+    async with _group_behind(kwargs, group, topics, **options) as (consumer, ends, behind):
+        for tp, lag_of_tp in behind.items():
+            consumer.seek(tp, ends[tp] - lag_of_tp)
         lag = 0
         deadline = time.monotonic() + 30
         while behind and time.monotonic() < deadline:
@@ -439,9 +447,6 @@ async def record_lag_with(kwargs: dict[str, Any], group: str, topics: list[str])
                 if await consumer.position(tp) >= ends[tp]:
                     del behind[tp]  # only markers or aborted records were left
         return lag + sum(behind.values())
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 def wait_caught_up_records(

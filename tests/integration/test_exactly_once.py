@@ -38,10 +38,9 @@ from .harness import (
     Broker,
     Deployment,
     WorkerProcess,
-    comparable,
+    assert_matches_replay,
     fetch_metrics,
     repeated_transitions,
-    replay_alerts,
     wait_caught_up_records,
     worker_log,
 )
@@ -147,13 +146,4 @@ def test_sigkill_mid_stream_exactly_once(deployment: Deployment) -> None:
         if (a["alert_id"], a["sequence"]) in set(repeated[:3])
     ]
     assert not repeated, f"{len(repeated)} transitions seen twice, e.g. {shown}"
-    expected = comparable(replay_alerts(lines, close_at_end=False))
-    actual = comparable(alerts)
-    assert expected, "the stream should produce open alerts"
-    missing = expected.keys() - actual.keys()
-    extra = actual.keys() - expected.keys()
-    differ = [k for k in expected.keys() & actual.keys() if expected[k] != actual[k]]
-    assert not missing and not extra and not differ, (
-        f"{len(missing)} missing, {len(extra)} extra, {len(differ)} differ; "
-        f"e.g. {sorted(missing)[:3]} {sorted(extra)[:3]} {differ[:3]}"
-    )
+    assert_matches_replay(alerts, lines)

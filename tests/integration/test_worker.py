@@ -11,7 +11,7 @@ import pytest
 
 from stream_app.synth import Synth, generate_lines
 
-from .harness import Deployment, comparable, replay_alerts
+from .harness import Deployment, assert_matches_replay
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-claims.jsonl"
@@ -26,17 +26,7 @@ def generated(patients: int, seed: int) -> list[bytes]:
 
 
 def assert_same_as_replay(deployment: Deployment, lines: list[bytes]) -> None:
-    expected = comparable(replay_alerts(lines, close_at_end=False))
-    actual = comparable(deployment.alerts())
-    missing = expected.keys() - actual.keys()
-    extra = actual.keys() - expected.keys()
-    differ = [k for k in expected.keys() & actual.keys() if expected[k] != actual[k]]
-    assert not missing and not extra and not differ, (
-        f"{len(missing)} missing, {len(extra)} extra, {len(differ)} differ; "
-        f"e.g. {sorted(missing)[:3]} {sorted(extra)[:3]} "
-        f"{[(k, expected[k], actual[k]) for k in differ[:2]]}"
-    )
-    assert expected, "the stream should produce open alerts"
+    assert_matches_replay(deployment.alerts(), lines)
 
 
 def test_sample_and_generated_stream_match_replay(deployment: Deployment) -> None:
