@@ -58,36 +58,71 @@ class Result:
     transitions: list[Transition]
 
 
+class Due(NamedTuple):
+    """When a patient's courses next need a look, as date ordinals: `close`
+    against event time (an open course idle), `prune` against settled event
+    time (a closed course far enough behind to drop)."""
+
+    close: int | None
+    prune: int | None
+
+
 class _Scope:
     """Event time of one stream (a replay, or one Kafka partition) and the
-    patients of that stream ordered by when their courses next need a look:
-    an open course at last line + idle days, a closed one at + retain days."""
+    patients of that stream ordered by when their courses next need a look.
+
+    `settled` is event time that no part of the stream can still be behind:
+    replay has one clock so it equals `watermark`; the worker's is the lowest
+    date any input partition has reached, idle ones included, because an idle
+    partition may yet bring older lines. Closing follows `watermark` (so a
+    stream read to its end closes what replay closes); pruning, which cannot
+    be undone, follows `settled`."""
 
     def __init__(self) -> None:
         self.watermark = ""
-        self.heap: list[tuple[int, str]] = []
-        self.due: dict[str, int] = {}
+        self.settled = ""
+        self.close_heap: list[tuple[int, str]] = []
+        self.prune_heap: list[tuple[int, str]] = []
+        self.due: dict[str, Due] = {}
 
-    def advance(self, event_date: str) -> None:
+    def advance(self, event_date: str, settled: str) -> None:
         if event_date > self.watermark:
             self.watermark = event_date
+        if settled > self.settled:
+            self.settled = min(settled, self.watermark)
 
-    def touch(self, patient_id: str, due: int | None) -> None:
+    def touch(self, patient_id: str, due: Due | None) -> None:
         if due is None:
             self.due.pop(patient_id, None)
-        elif self.due.get(patient_id) != due:
-            self.due[patient_id] = due
-            heapq.heappush(self.heap, (due, patient_id))
+            return
+        held = self.due.get(patient_id)
+        if held == due:
+            return
+        self.due[patient_id] = due
+        if due.close is not None and (held is None or held.close != due.close):
+            heapq.heappush(self.close_heap, (due.close, patient_id))
+        if due.prune is not None and (held is None or held.prune != due.prune):
+            heapq.heappush(self.prune_heap, (due.prune, patient_id))
 
     def pop_due(self) -> Iterator[str]:
-        if not self.watermark:
-            return
-        now = date_ordinal(self.watermark)
-        while self.heap and self.heap[0][0] <= now:
-            due, patient_id = heapq.heappop(self.heap)
-            if self.due.get(patient_id) == due:  # else a stale entry
-                del self.due[patient_id]
-                yield patient_id
+        """Patients due for a look (each once), their entries taken off."""
+        found: dict[str, None] = {}
+        if self.watermark:
+            self._pop(self.close_heap, date_ordinal(self.watermark), "close", found)
+        if self.settled:
+            self._pop(self.prune_heap, date_ordinal(self.settled), "prune", found)
+        for patient_id in found:
+            self.due.pop(patient_id, None)
+        return iter(found)
+
+    def _pop(
+        self, heap: list[tuple[int, str]], now: int, kind: str, found: dict[str, None]
+    ) -> None:
+        while heap and heap[0][0] <= now:
+            due, patient_id = heapq.heappop(heap)
+            held = self.due.get(patient_id)
+            if held is not None and getattr(held, kind) == due:  # else a stale entry
+                found[patient_id] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,22 +149,31 @@ class Engine:
         self._scopes: dict[int, _Scope] = {}
         self.pruned_courses = 0
 
-    def apply(self, event: Event, scope: int = 0, watermark: str | None = None) -> Result:
+    def apply(
+        self,
+        event: Event,
+        scope: int = 0,
+        watermark: str | None = None,
+        settled: str | None = None,
+    ) -> Result:
         """Apply one event; its transitions include those of courses of other
         patients in the same scope that event time made idle (SPEC 4).
 
         A scope is one stream with its own event time: replay uses one, the
         worker one per partition, so a scope only ever touches its own keys.
         Event time is the latest date seen, or `watermark` when the caller
-        knows better (the worker's low watermark across input partitions).
+        knows better (the worker's low watermark across input partitions);
+        `settled` is what pruning goes by (see _Scope), `watermark` if not given.
         """
         stream = self._scope(scope)
         if isinstance(event, CourseEndEvent):
-            stream.advance(event.date if watermark is None else watermark)
+            event_date = event.date if watermark is None else watermark
+            stream.advance(event_date, event_date if settled is None else settled)
             result, due = self._course_end(event, stream.watermark)
             patient_id = event.patient_id
         else:
-            stream.advance(event.line.date_of_service if watermark is None else watermark)
+            event_date = event.line.date_of_service if watermark is None else watermark
+            stream.advance(event_date, event_date if settled is None else settled)
             result, due = self._claim_line(event, stream.watermark)
             patient_id = event.line.patient_id
         if result.outcome not in ("duplicate", "void_unknown"):
@@ -137,16 +181,16 @@ class Engine:
         result.transitions.extend(self._sweep(stream))
         return result
 
-    def tick(self, scope: int, watermark: str) -> list[Transition]:
+    def tick(self, scope: int, watermark: str, settled: str | None = None) -> list[Transition]:
         """Event time moved on without an event of this scope."""
         stream = self._scope(scope)
-        stream.advance(watermark)
+        stream.advance(watermark, watermark if settled is None else settled)
         return self._sweep(stream)
 
     def _sweep(self, stream: _Scope) -> list[Transition]:
         transitions: list[Transition] = []
         for idle_patient in list(stream.pop_due()):
-            closed, next_due = self._maintain(idle_patient, stream.watermark)
+            closed, next_due = self._maintain(idle_patient, stream.watermark, stream.settled)
             transitions.extend(closed)
             stream.touch(idle_patient, next_due)
         return transitions
@@ -158,7 +202,7 @@ class Engine:
         """Rebuild a scope's idle index from stored patients (a worker taking
         over a partition) at the given event time; returns how many it found."""
         stream = self._scopes[scope] = _Scope()
-        stream.advance(watermark)
+        stream.advance(watermark, watermark)
         found = 0
         for patient_id in patient_ids:
             patient = self.store.get_patient(patient_id)
@@ -209,23 +253,24 @@ class Engine:
             transitions.extend(work.restate_day(site, day_date))
         return transitions
 
-    def _next_due(self, patient: PatientState) -> int | None:
+    def _next_due(self, patient: PatientState) -> Due | None:
         idle, retain = self.settings.course_idle_days, self.settings.retain_days
-        dues = [
-            date_ordinal(status.prune_after) + retain
-            if status.closed
-            else date_ordinal(status.last_seen) + idle
-            for status in patient.courses.values()
-            if not status.pruned
-        ]
-        return min(dues) if dues else None
+        live = [status for status in patient.courses.values() if not status.pruned]
+        if not live:
+            return None
+        close = [date_ordinal(s.last_seen) + idle for s in live if not s.closed]
+        prune = [date_ordinal(s.prune_after) + retain for s in live if s.closed]
+        return Due(min(close, default=None), min(prune, default=None))
 
-    def _maintain(self, patient_id: str, watermark: str) -> tuple[list[Transition], int | None]:
+    def _maintain(
+        self, patient_id: str, watermark: str, settled: str
+    ) -> tuple[list[Transition], Due | None]:
         """Close the patient's idle courses, then drop closed ones far behind."""
         work = _Work(self, patient_id, watermark)
         transitions = work.finish()
         patient = work.patient
-        horizon = date_ordinal(watermark) - self.settings.retain_days
+        # Nothing settled yet: prune nothing.
+        horizon = date_ordinal(settled) - self.settings.retain_days if settled else -1
         for ref, status in list(patient.courses.items()):
             if (
                 status.closed
@@ -265,7 +310,7 @@ class Engine:
                 self.store.del_day(day_key)
         self.store.del_course(course_key)
 
-    def _course_end(self, event: CourseEndEvent, watermark: str) -> tuple[Result, int | None]:
+    def _course_end(self, event: CourseEndEvent, watermark: str) -> tuple[Result, Due | None]:
         work = _Work(self, event.patient_id, watermark)
         ref = CourseRef(event.course_id, event.site)
         status = work.patient.courses.get(ref) or CourseStatus(
@@ -275,7 +320,7 @@ class Engine:
         work.advance(event.date)
         return Result("course_end", work.finish()), self._next_due(work.patient)
 
-    def _claim_line(self, event: ClaimLineEvent, watermark: str) -> tuple[Result, int | None]:
+    def _claim_line(self, event: ClaimLineEvent, watermark: str) -> tuple[Result, Due | None]:
         line = event.line
         work = _Work(self, line.patient_id, watermark)
         location_key = (line.patient_id, line.claim_id, line.line_number)

@@ -83,6 +83,14 @@ class LowWatermark:
             return min(active)
         return max(r.watermark for r in self.reported.values())
 
+    @property
+    def settled(self) -> str:
+        """The lowest date any source has reached, idle ones included: an idle
+        source may yet bring lines that old, so nothing later is settled."""
+        if len(self.reported) < self.sources:
+            return ""
+        return min(r.watermark for r in self.reported.values())
+
     def update(self, source: int, report: Report) -> bool:
         """Record a report; True when it changed what is stored."""
         held = self.reported.get(source)

@@ -268,7 +268,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         )
         clocks.told(message.partition, target, report, generation)
 
-    def event_time(partition: int, headers: Any) -> str:
+    def event_time(partition: int, headers: Any) -> LowWatermark:
         """Fold a message's source report into the partition's low watermark.
 
         Held in memory only: after a restart or a rebalance the partition is
@@ -283,7 +283,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         if source is not None:
             report = Report(_header(headers, "wm") or "", _header(headers, "idle") == "1")
             low.update(int(source), report)
-        return low.low
+        return low
 
     @app.agent(by_patient)
     async def evaluate(stream: Any) -> None:
@@ -293,9 +293,11 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
                 adopt_pending.discard(message.partition)
                 event_times.pop(message.partition, None)
                 adopt(message.partition)
-            watermark = event_time(message.partition, message.headers)
+            clock = event_time(message.partition, message.headers)
+            watermark, settled = clock.low, clock.settled
             if _header(message.headers, "tick") is not None:
-                await send_alerts(message.tp, engine.tick(message.partition, watermark), None)
+                ticked = engine.tick(message.partition, watermark, settled)
+                await send_alerts(message.tp, ticked, None)
                 continue
             raw = bytes(event.value) if event.value is not None else b""
             parsed = parse_event(raw)
@@ -304,7 +306,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
                 continue
             started = time.perf_counter()
             try:
-                result = engine.apply(parsed, scope=message.partition, watermark=watermark)
+                result = engine.apply(parsed, message.partition, watermark, settled)
                 transitions = result.transitions
                 if (
                     restate_on_recovery
