@@ -32,6 +32,9 @@ class FaustStore:
         self.courses = courses
         self.days = days
         self.locations = locations
+        # The patient record as last read: most lines leave it unchanged, and
+        # an unchanged value need not cost a changelog message.
+        self._patient_read: tuple[bytes, bytes] | None = None
 
     @staticmethod
     def _delete(table: MutableMapping[bytes, bytes | None], key: bytes) -> None:
@@ -39,13 +42,19 @@ class FaustStore:
             del table[key]
 
     def get_patient(self, patient_id: str) -> PatientState | None:
-        raw = self.patients.get(_key(patient_id))
+        key = _key(patient_id)
+        raw = self.patients.get(key)
+        self._patient_read = (key, raw) if raw else None
         return codec.decode_patient(raw) if raw else None
 
     def put_patient(self, patient_id: str, state: PatientState) -> None:
-        self.patients[_key(patient_id)] = codec.encode_patient(state)
+        key, raw = _key(patient_id), codec.encode_patient(state)
+        if self._patient_read != (key, raw):
+            self.patients[key] = raw
+        self._patient_read = (key, raw)
 
     def del_patient(self, patient_id: str) -> None:
+        self._patient_read = None
         self._delete(self.patients, _key(patient_id))
 
     def get_course(self, key: CourseKey) -> CourseState | None:

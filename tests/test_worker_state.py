@@ -29,3 +29,34 @@ def test_tables_after_a_clean_shutdown_are_kept_and_the_marker_is_used_up(tmp_pa
 
 def test_a_first_start_has_nothing_to_drop(tmp_path: Path) -> None:
     assert not drop_tables_after_crash(tmp_path / "v1" / "tables")
+
+
+class CountingTable(dict[bytes, bytes | None]):
+    """A table that counts assignments (each one a changelog message in Faust)."""
+
+    writes = 0
+
+    def __setitem__(self, key: bytes, value: bytes | None) -> None:
+        self.writes += 1
+        super().__setitem__(key, value)
+
+
+def test_an_unchanged_patient_record_is_not_written_again() -> None:
+    from stream_app.engine import Engine
+    from stream_app.events import parse_event
+    from stream_app.faust_store import FaustStore
+
+    patients = CountingTable()
+    store = FaustStore(patients, CountingTable(), CountingTable(), CountingTable())
+    engine = Engine(store)
+    day = (
+        b'{"claim_id":"C","line_number":%d,"patient_id":"P","course_id":"K","site":"s",'
+        b'"date_of_service":"2025-01-06","hcpcs":"%s","claim_type":"professional"}'
+    )
+    for number, code in enumerate([b"77412", b"77387", b"77014"], start=1):
+        event = parse_event(day % (number, code))
+        engine.apply(event)  # type: ignore[arg-type]
+    assert patients.writes == 1  # the same date: the record did not change
+    event = parse_event(day.replace(b"2025-01-06", b"2025-01-07") % (4, b"77412"))
+    engine.apply(event)  # type: ignore[arg-type]
+    assert patients.writes == 2
