@@ -81,13 +81,15 @@ class _Scope:
     def __init__(self) -> None:
         self.watermark = ""
         self.settled = ""
+        self.latest = ""  # the latest date any part of the stream has reached
         self.close_heap: list[tuple[int, str]] = []
         self.prune_heap: list[tuple[int, str]] = []
         self.due: dict[str, Due] = {}
 
-    def advance(self, event_date: str, settled: str) -> None:
+    def advance(self, event_date: str, settled: str, latest: str = "") -> None:
         if event_date > self.watermark:
             self.watermark = event_date
+        self.latest = max(self.latest, self.watermark, latest)
         if settled > self.settled:
             self.settled = min(settled, self.watermark)
 
@@ -155,6 +157,7 @@ class Engine:
         scope: int = 0,
         watermark: str | None = None,
         settled: str | None = None,
+        latest: str = "",
     ) -> Result:
         """Apply one event; its transitions include those of courses of other
         patients in the same scope that event time made idle (SPEC 4).
@@ -163,34 +166,38 @@ class Engine:
         worker one per partition, so a scope only ever touches its own keys.
         Event time is the latest date seen, or `watermark` when the caller
         knows better (the worker's low watermark across input partitions);
-        `settled` is what pruning goes by (see _Scope), `watermark` if not given.
+        `settled` is what pruning goes by (see _Scope), `watermark` if not given;
+        `latest` the latest date any part of the stream has reached, which
+        stamps a course's last arrival for pruning.
         """
         stream = self._scope(scope)
         if isinstance(event, CourseEndEvent):
             event_date = event.date if watermark is None else watermark
-            stream.advance(event_date, event_date if settled is None else settled)
-            result, due = self._course_end(event, stream.watermark)
+            stream.advance(event_date, event_date if settled is None else settled, latest)
+            result, due = self._course_end(event, stream.watermark, stream.latest)
             patient_id = event.patient_id
         else:
             event_date = event.line.date_of_service if watermark is None else watermark
-            stream.advance(event_date, event_date if settled is None else settled)
-            result, due = self._claim_line(event, stream.watermark)
+            stream.advance(event_date, event_date if settled is None else settled, latest)
+            result, due = self._claim_line(event, stream.watermark, stream.latest)
             patient_id = event.line.patient_id
         if result.outcome not in ("duplicate", "void_unknown"):
             stream.touch(patient_id, due)
         result.transitions.extend(self._sweep(stream))
         return result
 
-    def tick(self, scope: int, watermark: str, settled: str | None = None) -> list[Transition]:
+    def tick(
+        self, scope: int, watermark: str, settled: str | None = None, latest: str = ""
+    ) -> list[Transition]:
         """Event time moved on without an event of this scope."""
         stream = self._scope(scope)
-        stream.advance(watermark, watermark if settled is None else settled)
+        stream.advance(watermark, watermark if settled is None else settled, latest)
         return self._sweep(stream)
 
     def _sweep(self, stream: _Scope) -> list[Transition]:
         transitions: list[Transition] = []
         for idle_patient in list(stream.pop_due()):
-            closed, next_due = self._maintain(idle_patient, stream.watermark, stream.settled)
+            closed, next_due = self._maintain(idle_patient, stream)
             transitions.extend(closed)
             stream.touch(idle_patient, next_due)
         return transitions
@@ -262,11 +269,10 @@ class Engine:
         prune = [date_ordinal(s.prune_after) + retain for s in live if s.closed]
         return Due(min(close, default=None), min(prune, default=None))
 
-    def _maintain(
-        self, patient_id: str, watermark: str, settled: str
-    ) -> tuple[list[Transition], Due | None]:
+    def _maintain(self, patient_id: str, stream: _Scope) -> tuple[list[Transition], Due | None]:
         """Close the patient's idle courses, then drop closed ones far behind."""
-        work = _Work(self, patient_id, watermark)
+        work = _Work(self, patient_id, stream.watermark, stream.latest)
+        settled = stream.settled
         transitions = work.finish()
         patient = work.patient
         # Nothing settled yet: prune nothing.
@@ -310,19 +316,23 @@ class Engine:
                 self.store.del_day(day_key)
         self.store.del_course(course_key)
 
-    def _course_end(self, event: CourseEndEvent, watermark: str) -> tuple[Result, Due | None]:
-        work = _Work(self, event.patient_id, watermark)
+    def _course_end(
+        self, event: CourseEndEvent, watermark: str, arrival: str
+    ) -> tuple[Result, Due | None]:
+        work = _Work(self, event.patient_id, watermark, arrival)
         ref = CourseRef(event.course_id, event.site)
         status = work.patient.courses.get(ref) or CourseStatus(
-            event.date, False, False, False, watermark
+            event.date, False, False, False, arrival
         )
         work.patient.courses[ref] = status._replace(ended=True)
         work.advance(event.date)
         return Result("course_end", work.finish()), self._next_due(work.patient)
 
-    def _claim_line(self, event: ClaimLineEvent, watermark: str) -> tuple[Result, Due | None]:
+    def _claim_line(
+        self, event: ClaimLineEvent, watermark: str, arrival: str
+    ) -> tuple[Result, Due | None]:
         line = event.line
-        work = _Work(self, line.patient_id, watermark)
+        work = _Work(self, line.patient_id, watermark, arrival)
         location_key = (line.patient_id, line.claim_id, line.line_number)
         location = self.store.get_location(location_key)
         previous = work.line_at(location, line.key) if location else None
@@ -370,9 +380,14 @@ def _snapshot(course: CourseState) -> _CourseSnapshot:
 class _Work:
     """The state one event touches, loaded once, written back once."""
 
-    def __init__(self, engine: Engine, patient_id: str, watermark: str) -> None:
+    def __init__(
+        self, engine: Engine, patient_id: str, watermark: str, arrival: str | None = None
+    ) -> None:
         self.engine = engine
         self.watermark = watermark  # the stream's event time
+        # What a line arriving now is stamped with for pruning: the latest date
+        # the stream has reached anywhere (replay: the same as event time).
+        self.arrival = watermark if arrival is None else arrival
         self.store = engine.store
         self.patient_id = patient_id
         self.patient = self.store.get_patient(patient_id) or PatientState()
@@ -418,7 +433,7 @@ class _Work:
         # Event time is date-of-service time: a line arrives, in event time,
         # on its date of service. So a course is idle once event time is the
         # idle days past its latest date of service, whatever the arrival order.
-        seen, arrival = line.date_of_service, self.watermark
+        seen, arrival = line.date_of_service, self.arrival
         status = self.patient.courses.get(line.course_ref)
         if status is None:
             status = CourseStatus(seen, False, False, False, arrival)
@@ -515,9 +530,9 @@ class _Work:
         watermark = date_ordinal(self.watermark) if self.watermark else None
         provisional = self.engine.registry.provisional_rules
         for ref, status in list(self.patient.courses.items()):
-            if not status.last_arrival and self.watermark:
+            if not status.last_arrival and self.arrival:
                 # Arrived before the worker knew event time: count it as now.
-                status = status._replace(last_arrival=self.watermark)
+                status = status._replace(last_arrival=self.arrival)
                 self.patient.courses[ref] = status
             # Closing is final (SPEC 4): a later line for the course is evaluated final.
             closed = (

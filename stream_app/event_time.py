@@ -91,6 +91,11 @@ class LowWatermark:
             return ""
         return min(r.watermark for r in self.reported.values())
 
+    @property
+    def latest(self) -> str:
+        """The latest date any source has reached."""
+        return max((r.watermark for r in self.reported.values()), default="")
+
     def update(self, source: int, report: Report) -> bool:
         """Record a report; True when it changed what is stored."""
         held = self.reported.get(source)

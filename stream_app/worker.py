@@ -294,9 +294,9 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
                 event_times.pop(message.partition, None)
                 adopt(message.partition)
             clock = event_time(message.partition, message.headers)
-            watermark, settled = clock.low, clock.settled
+            watermark, settled, latest = clock.low, clock.settled, clock.latest
             if _header(message.headers, "tick") is not None:
-                ticked = engine.tick(message.partition, watermark, settled)
+                ticked = engine.tick(message.partition, watermark, settled, latest)
                 await send_alerts(message.tp, ticked, None)
                 continue
             raw = bytes(event.value) if event.value is not None else b""
@@ -306,7 +306,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
                 continue
             started = time.perf_counter()
             try:
-                result = engine.apply(parsed, message.partition, watermark, settled)
+                result = engine.apply(parsed, message.partition, watermark, settled, latest)
                 transitions = result.transitions
                 if (
                     restate_on_recovery
