@@ -28,10 +28,9 @@ class WorkerSettings(BaseSettings):
     payer_profiles: Path | None = None
     course_idle_days: int = Field(45, ge=1)
     retain_days: int = Field(120, ge=1)
-    # Dropping old courses from the tables is off in the worker until a
-    # defect is fixed: after a crash it dropped courses whose lines were
-    # still being re-read (see README, Operations).
-    prune: bool = False
+    # Drop closed courses from the tables once no rule can need them (see
+    # README, "Finality and event time"); off keeps every course ever seen.
+    prune: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Kafka security (SASL/TLS); plain text by default.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -128,3 +128,24 @@ def test_a_source_that_moved_to_another_worker_is_no_longer_told() -> None:
     clocks.keep_only({0})  # partition 1 is now another worker's
     clocks.forget_told()
     assert [source for source, _, _ in clocks.untold()] == [0]
+
+
+def test_a_course_is_pruned_by_when_its_lines_arrived_in_the_whole_stream() -> None:
+    """In the worker the low watermark can be far behind the rest of the
+    stream (a partition still reading old data). A course's last arrival is
+    stamped with the latest date the stream has reached, so a course whose
+    lines are still coming is not pruned when the slow partition catches up."""
+    from stream_app.engine import Engine, EngineSettings
+    from stream_app.events import ClaimLineEvent, parse_event
+    from stream_app.store import MemoryStore
+
+    store = MemoryStore()
+    engine = Engine(store, settings=EngineSettings(retain_days=120))
+    event = parse_event(_line("P1", "2025-02-10"))
+    assert isinstance(event, ClaimLineEvent)
+    # Low watermark 2025-02-28, but another partition is at 2025-10-28 already.
+    engine.apply(event, 1, watermark="2025-02-28", settled="2025-02-28", latest="2025-10-28")
+    engine.tick(1, "2025-10-28", settled="2025-10-28", latest="2025-10-28")
+    assert store.get_patient("P1") is not None, "pruned while its lines may still arrive"
+    engine.tick(1, "2026-02-25", settled="2026-02-25", latest="2026-02-25")
+    assert store.get_patient("P1") is None  # 120 days after the stream's latest date
