@@ -44,6 +44,11 @@ class WorkerSettings(BaseSettings):
     # How long the producer waits to fill a batch; every input line becomes
     # several messages (re-key, changelogs, alerts), so batching matters.
     producer_linger_seconds: float = Field(0.005, ge=0, le=1)
+    # Faust opens one RocksDB per table and partition (4 x 8 here), each with
+    # its own write buffers and block cache; its defaults (3 x 64 MiB buffers,
+    # a 2 GiB cache) let RSS grow to gigabytes with the number of writes.
+    rocksdb_write_buffer_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    rocksdb_block_cache_bytes: int = Field(8 * 1024 * 1024, ge=0)
 
     @field_validator("store")
     @classmethod

@@ -86,6 +86,11 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             partitions=settings.partitions,
             key_type=bytes,
             value_type=bytes,
+            options={
+                "write_buffer_size": settings.rocksdb_write_buffer_bytes,
+                "max_write_buffer_number": 2,
+                "block_cache_size": settings.rocksdb_block_cache_bytes,
+            },
         )
 
     input_topic = raw_topic(settings.input_topic)
