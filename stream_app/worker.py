@@ -420,12 +420,20 @@ def _credentials(settings: WorkerSettings) -> Any:
     )
 
 
+def _not_routine_backpressure(record: logging.LogRecord) -> bool:
+    """Faust warns "producer buffer full" (and logs the flush) whenever table
+    writes queue more than 100 changelog messages: several times a second
+    under load. That is its normal flow control, not a fault."""
+    return not str(record.msg).startswith(("producer buffer full", "producer flush took"))
+
+
 def run_worker() -> int:
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("faust.transport.producer").addFilter(_not_routine_backpressure)
     try:
         settings = WorkerSettings()
     except Exception as exc:  # pydantic's message names the variable

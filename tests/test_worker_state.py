@@ -60,3 +60,17 @@ def test_an_unchanged_patient_record_is_not_written_again() -> None:
     event = parse_event(day.replace(b"2025-01-06", b"2025-01-07") % (4, b"77412"))
     engine.apply(event)  # type: ignore[arg-type]
     assert patients.writes == 2
+
+
+def test_faust_routine_backpressure_is_not_logged_but_other_warnings_are() -> None:
+    import logging
+
+    from stream_app.worker import _not_routine_backpressure
+
+    def record(message: str) -> logging.LogRecord:
+        name = "faust.transport.producer"
+        return logging.LogRecord(name, logging.WARNING, "", 0, message, (), None)
+
+    assert not _not_routine_backpressure(record("producer buffer full size 101"))
+    assert not _not_routine_backpressure(record("producer flush took 0.005"))
+    assert _not_routine_backpressure(record("Cannot flush: Producer not Running"))
