@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,16 +140,7 @@ class Deployment:
         `settle` covers the worker's event-time reports, sent on a 0.5 s timer
         after the input is read to its end: a course closed by them is only
         closed once the re-key topic has them too."""
-        deadline = time.monotonic() + timeout
-        topics = [self.settings.input_topic, repartition_topic(self.settings)]
-        while time.monotonic() < deadline:
-            lag = asyncio.run(_group_lag(self.broker.bootstrap, self.settings.id, topics))
-            if lag == 0:
-                time.sleep(settle)
-                if asyncio.run(_group_lag(self.broker.bootstrap, self.settings.id, topics)) == 0:
-                    return
-            time.sleep(1.0)
-        raise TimeoutError(f"worker group did not catch up in {timeout}s (lag {lag})")
+        wait_caught_up_with(self, {"bootstrap_servers": self.broker.bootstrap}, timeout, settle)
 
 
 @dataclass
@@ -191,10 +182,6 @@ class WorkerProcess:
 
 async def _read_all(bootstrap: str, topic: str) -> list[Any]:
     return await read_all_with({"bootstrap_servers": bootstrap}, topic)
-
-
-async def _group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
-    return await group_lag_with({"bootstrap_servers": bootstrap}, group, topics)
 
 
 def replay_alerts(lines: Iterable[bytes], close_at_end: bool = False) -> list[dict[str, Any]]:
@@ -362,7 +349,7 @@ async def _group_behind(
 
 
 async def group_lag_with(kwargs: dict[str, Any], group: str, topics: list[str]) -> int:
-    """`_group_lag` with any connection arguments."""
+    """The group's committed offset lag over the topics."""
     async with _group_behind(kwargs, group, topics) as (_, _, behind):
         return sum(behind.values())
 
@@ -371,17 +358,30 @@ def wait_caught_up_with(
     deployment: Deployment, kwargs: dict[str, Any], timeout: float = 300, settle: float = 2.0
 ) -> None:
     """`Deployment.wait_caught_up` with any connection arguments."""
+    _wait_for_no_lag(deployment, group_lag_with, kwargs, timeout, settle, "")
+
+
+def _wait_for_no_lag(
+    deployment: Deployment,
+    lag_with: Callable[[dict[str, Any], str, list[str]], Coroutine[Any, Any, int]],
+    kwargs: dict[str, Any],
+    timeout: float,
+    settle: float,
+    unit: str,
+) -> None:
+    """Until the group's lag on the input and re-key topics is 0, twice
+    `settle` seconds apart."""
     deadline = time.monotonic() + timeout
     topics = [deployment.settings.input_topic, repartition_topic(deployment.settings)]
     lag = -1
     while time.monotonic() < deadline:
-        lag = asyncio.run(group_lag_with(kwargs, deployment.settings.id, topics))
+        lag = asyncio.run(lag_with(kwargs, deployment.settings.id, topics))
         if lag == 0:
             time.sleep(settle)
-            if asyncio.run(group_lag_with(kwargs, deployment.settings.id, topics)) == 0:
+            if asyncio.run(lag_with(kwargs, deployment.settings.id, topics)) == 0:
                 return
         time.sleep(1.0)
-    raise TimeoutError(f"worker group did not catch up in {timeout}s (lag {lag})")
+    raise TimeoutError(f"worker group did not catch up in {timeout}s (lag {lag}{unit})")
 
 
 def worker_log(worker: WorkerProcess) -> str:
@@ -457,17 +457,7 @@ def wait_caught_up_records(
 ) -> None:
     """`Deployment.wait_caught_up` with lag counted in records (`record_lag_with`)."""
     kwargs = kwargs or {"bootstrap_servers": deployment.broker.bootstrap}
-    deadline = time.monotonic() + timeout
-    topics = [deployment.settings.input_topic, repartition_topic(deployment.settings)]
-    lag = -1
-    while time.monotonic() < deadline:
-        lag = asyncio.run(record_lag_with(kwargs, deployment.settings.id, topics))
-        if lag == 0:
-            time.sleep(settle)
-            if asyncio.run(record_lag_with(kwargs, deployment.settings.id, topics)) == 0:
-                return
-        time.sleep(1.0)
-    raise TimeoutError(f"worker group did not catch up in {timeout}s (lag {lag} records)")
+    _wait_for_no_lag(deployment, record_lag_with, kwargs, timeout, settle, " records")
 
 
 def string_values(lines: Iterable[bytes], name: str) -> set[str]:
