@@ -1,4 +1,10 @@
+from typing import Any
+
+from helpers import cl, parse, run
+
+from stream_app.engine import Engine, EngineSettings
 from stream_app.event_time import LowWatermark, Report, SourceClocks
+from stream_app.store import MemoryStore
 
 
 def test_low_watermark_waits_for_every_source_and_takes_the_minimum() -> None:
@@ -67,17 +73,8 @@ def test_a_send_begun_before_a_rebalance_does_not_count_as_told() -> None:
 def test_lines_seen_before_event_time_is_known_close_by_their_date_when_it_arrives() -> None:
     """Whether a course closes depends on its dates and event time, not on
     whether its lines reached the worker before event time was known."""
-    from stream_app.engine import Engine
-    from stream_app.events import ClaimLineEvent, parse_event
-    from stream_app.store import MemoryStore
-
     engine = Engine(MemoryStore())
-    event = parse_event(
-        b'{"claim_id":"C","line_number":1,"patient_id":"P","course_id":"K","site":"s",'
-        b'"date_of_service":"2025-01-06","hcpcs":"77387","modifiers":["26"],'
-        b'"claim_type":"professional"}'
-    )
-    assert isinstance(event, ClaimLineEvent)
+    event = parse(_line("P", "2025-01-06"))
     opened = engine.apply(event, scope=1, watermark="")  # the worker knows no event time yet
     assert [t.finality for t in opened.transitions] == ["provisional"]
     # Event time turns out to be 44 days after the line's date: still open...
@@ -87,27 +84,13 @@ def test_lines_seen_before_event_time_is_known_close_by_their_date_when_it_arriv
     assert [(t.status, t.finality) for t in closed] == [("open", "final")]
 
 
-def _line(patient: str, date: str) -> bytes:
-    return (
-        b'{"claim_id":"C-%s","line_number":1,"patient_id":"%s","course_id":"K","site":"s",'
-        b'"date_of_service":"%s","hcpcs":"77387","modifiers":["26"],'
-        b'"claim_type":"professional"}' % (patient.encode(), patient.encode(), date.encode())
-    )
+def _line(patient: str, date: str) -> dict[str, Any]:
+    """An IGRT professional line with no fraction that day: provisional."""
+    return cl(f"C-{patient}", 1, "77387", date, mods=["26"], patient=patient, course="K", site="s")
 
 
-def _folded_finality(lines: list[bytes]) -> dict[str, str]:
-    import io
-
-    import orjson
-
-    from stream_app.engine import Engine
-    from stream_app.replay import Replay
-    from stream_app.store import MemoryStore
-
-    out = io.BytesIO()
-    Replay(Engine(MemoryStore()), out, io.StringIO(), close_at_end=False).run(lines)
-    alerts = [orjson.loads(line) for line in out.getvalue().splitlines()]
-    return {a["alert_id"]: a["finality"] for a in alerts}
+def _folded_finality(docs: list[dict[str, Any]]) -> dict[str, str]:
+    return {aid: a["finality"] for aid, a in run(docs).open.items()}
 
 
 def test_a_course_closes_by_its_dates_whatever_the_arrival_order() -> None:
@@ -135,14 +118,9 @@ def test_a_course_is_pruned_by_when_its_lines_arrived_in_the_whole_stream() -> N
     stream (a partition still reading old data). A course's last arrival is
     stamped with the latest date the stream has reached, so a course whose
     lines are still coming is not pruned when the slow partition catches up."""
-    from stream_app.engine import Engine, EngineSettings
-    from stream_app.events import ClaimLineEvent, parse_event
-    from stream_app.store import MemoryStore
-
     store = MemoryStore()
     engine = Engine(store, settings=EngineSettings(retain_days=120))
-    event = parse_event(_line("P1", "2025-02-10"))
-    assert isinstance(event, ClaimLineEvent)
+    event = parse(_line("P1", "2025-02-10"))
     # Low watermark 2025-02-28, but another partition is at 2025-10-28 already.
     engine.apply(event, 1, watermark="2025-02-28", settled="2025-02-28", latest="2025-10-28")
     engine.tick(1, "2025-10-28", settled="2025-10-28", latest="2025-10-28")

@@ -42,23 +42,18 @@ class CountingTable(dict[bytes, bytes | None]):
 
 
 def test_an_unchanged_patient_record_is_not_written_again() -> None:
+    from helpers import cl, parse
+
     from stream_app.engine import Engine
-    from stream_app.events import parse_event
     from stream_app.faust_store import FaustStore
 
     patients = CountingTable()
     store = FaustStore(patients, CountingTable(), CountingTable(), CountingTable())
     engine = Engine(store)
-    day = (
-        b'{"claim_id":"C","line_number":%d,"patient_id":"P","course_id":"K","site":"s",'
-        b'"date_of_service":"2025-01-06","hcpcs":"%s","claim_type":"professional"}'
-    )
-    for number, code in enumerate([b"77412", b"77387", b"77014"], start=1):
-        event = parse_event(day % (number, code))
-        engine.apply(event)  # type: ignore[arg-type]
+    for number, code in enumerate(["77412", "77387", "77014"], start=1):
+        engine.apply(parse(cl("C", number, code, "2025-01-06")))
     assert patients.writes == 1  # the same date: the record did not change
-    event = parse_event(day.replace(b"2025-01-06", b"2025-01-07") % (4, b"77412"))
-    engine.apply(event)  # type: ignore[arg-type]
+    engine.apply(parse(cl("C", 4, "77412", "2025-01-07")))
     assert patients.writes == 2
 
 
