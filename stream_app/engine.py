@@ -86,10 +86,12 @@ class _Scope:
         self.prune_heap: list[tuple[int, str]] = []
         self.due: dict[str, Due] = {}
 
-    def advance(self, event_date: str, settled: str, latest: str = "") -> None:
+    def advance(self, event_date: str, settled: str | None = None, latest: str = "") -> None:
+        """Move the clocks on; `settled` defaults to `event_date` (one clock)."""
         if event_date > self.watermark:
             self.watermark = event_date
         self.latest = max(self.latest, self.watermark, latest)
+        settled = event_date if settled is None else settled
         if settled > self.settled:
             self.settled = min(settled, self.watermark)
 
@@ -171,14 +173,12 @@ class Engine:
         stamps a course's last arrival for pruning.
         """
         stream = self._scope(scope)
+        own_date = event.date if isinstance(event, CourseEndEvent) else event.line.date_of_service
+        stream.advance(own_date if watermark is None else watermark, settled, latest)
         if isinstance(event, CourseEndEvent):
-            event_date = event.date if watermark is None else watermark
-            stream.advance(event_date, event_date if settled is None else settled, latest)
             result, due = self._course_end(event, stream.watermark, stream.latest)
             patient_id = event.patient_id
         else:
-            event_date = event.line.date_of_service if watermark is None else watermark
-            stream.advance(event_date, event_date if settled is None else settled, latest)
             result, due = self._claim_line(event, stream.watermark, stream.latest)
             patient_id = event.line.patient_id
         if result.outcome not in ("duplicate", "void_unknown"):
@@ -191,7 +191,7 @@ class Engine:
     ) -> list[Transition]:
         """Event time moved on without an event of this scope."""
         stream = self._scope(scope)
-        stream.advance(watermark, watermark if settled is None else settled, latest)
+        stream.advance(watermark, settled, latest)
         return self._sweep(stream)
 
     def _sweep(self, stream: _Scope) -> list[Transition]:
@@ -209,7 +209,7 @@ class Engine:
         """Rebuild a scope's idle index from stored patients (a worker taking
         over a partition) at the given event time; returns how many it found."""
         stream = self._scopes[scope] = _Scope()
-        stream.advance(watermark, watermark)
+        stream.advance(watermark)
         found = 0
         for patient_id in patient_ids:
             patient = self.store.get_patient(patient_id)

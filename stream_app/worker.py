@@ -137,7 +137,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     forwarded_offsets: dict[int, int] = {}  # input partition -> last offset handled
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-    async def _remember_highwaters(sender: Any, assigned: Any, **_: Any) -> None:
+    async def _on_partitions_assigned(sender: Any, assigned: Any, **_: Any) -> None:
         # Re-keyed partitions relearn event time after any rebalance (see
         # event_time()); sources that are done would otherwise never re-tell.
         sources = {tp.partition for tp in assigned if tp.topic == settings.input_topic}
