@@ -399,6 +399,28 @@ def run_baseline(deployment: Deployment, lines: int) -> tuple[Baseline, float]:
     return Baseline(result["lines"], result["seconds"]), float(result["cpu"])
 
 
+FLOOR_MODES = ("pass", "rekey-table")
+
+
+def run_floor(deployment: Deployment, lines: int, mode: str) -> tuple[Baseline, float]:
+    """benchmarks/faust_floor.py MODE over the input topic, in its own group."""
+    env = deployment.worker_env(0)
+    app_id = f"{deployment.name}-floor-{mode}"
+    env.update(STREAM_APP_ID=app_id, STREAM_APP_DATA_DIR=str(deployment.data_root / app_id))
+    create_topics(deployment, (f"{app_id}-floor-out", f"{app_id}-floor-by-patient"))
+    out = deployment.data_root / f"{app_id}.json"
+    log_path = deployment.data_root / f"{app_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "faust_floor.py"), mode,
+                        str(lines), str(out)], env=env, stdout=log_file,
+                       stderr=subprocess.STDOUT, cwd=ROOT, timeout=3600, check=False)
+    if not out.exists():
+        raise RuntimeError(f"faust floor {mode} wrote no result; see {log_path}")
+    result = json.loads(out.read_text())
+    return Baseline(result["lines"], result["seconds"]), float(result["cpu"])
+
+
 # -- phase 2: worker throughput ---------------------------------------------------------
 
 
@@ -810,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     if any("=" not in item for item in args.worker_env):
         parser.error("--worker-env takes KEY=VALUE")
     phases = {p.strip() for p in args.only.split(",") if p.strip()}
-    unknown = phases - {"baseline", "throughput", "latency", "rss"}
+    unknown = phases - {"baseline", "floor", "throughput", "latency", "rss"}
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     wall = time.monotonic()
@@ -833,7 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         baseline: Baseline | None = None
         throughput: Throughput | None = None
-        if phases & {"baseline", "throughput"}:
+        if phases & {"baseline", "floor", "throughput"}:
             started = time.monotonic()
             path = stream_file(args.lines, args.patients, args.seed, args.reuse)
             report.add("stream", f"{path.relative_to(ROOT)}: {args.lines:,} lines, "
@@ -853,6 +875,14 @@ def main(argv: list[str] | None = None) -> int:
                 report.add("1 baseline: bare aiokafka loop",
                            f"{baseline.rate:,.0f} lines/s ({baseline.lines:,} in "
                            f"{baseline.seconds:.1f}s, {cpu:.0f} CPU s)")
+            if "floor" in phases:
+                for mode in FLOOR_MODES:
+                    log(f"phase 1b: Faust floor, {mode} (benchmarks/faust_floor.py)")
+                    floor, cpu = run_floor(main_deployment, published, mode)
+                    ratio = f"; {floor.rate / baseline.rate:.3f} x baseline" if baseline else ""
+                    report.add(f"1b Faust floor: {mode}",
+                               f"{floor.rate:,.0f} lines/s ({floor.lines:,} in "
+                               f"{floor.seconds:.1f}s, {cpu:.0f} CPU s{ratio})")
             if "throughput" in phases:
                 log("phase 2: one stream-app worker over the same lines")
                 prefix: list[str] = []

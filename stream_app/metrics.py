@@ -90,8 +90,8 @@ STATE_SCAN_TIMESTAMP = Gauge(
 )
 
 # Children exist from the start, so rate() and alert rules see a 0 before the first event.
-for _outcome in LINE_OUTCOMES:
-    LINES.labels(_outcome)
+# LINES_BY_OUTCOME saves a labels() lookup on every line.
+LINES_BY_OUTCOME = {outcome: LINES.labels(outcome) for outcome in LINE_OUTCOMES}
 for _reason in DEAD_LETTER_REASONS:
     DEAD_LETTERS.labels(_reason)
 

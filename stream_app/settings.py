@@ -44,6 +44,11 @@ class WorkerSettings(BaseSettings):
     # How long the producer waits to fill a batch; every input line becomes
     # several messages (re-key, changelogs, alerts), so batching matters.
     producer_linger_seconds: float = Field(0.005, ge=0, le=1)
+    # Re-keyed events are evaluated in batches of up to this many, waiting at
+    # most batch_seconds for one to fill; table writes are applied once per
+    # batch, so a record that several of its events change is written once.
+    batch_max: int = Field(500, ge=1, le=100_000)
+    batch_seconds: float = Field(0.01, gt=0, le=1)
     # Faust opens one RocksDB per table and partition (4 x 8 here), each with
     # its own write buffers and block cache; its defaults (3 x 64 MiB buffers,
     # a 2 GiB cache) let RSS grow to gigabytes with the number of writes.

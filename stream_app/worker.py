@@ -12,15 +12,19 @@ import logging
 import shutil
 import sys
 import time
+import weakref
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
-from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.streams import _current_event
 
-from . import metrics
+from . import faust_metrics, metrics
 from .alerts import encode_alert, now_rfc3339
 from .engine import Engine, EngineSettings, Transition
 from .event_time import LowWatermark, Report, SourceClocks
@@ -65,7 +69,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
     )
-    setup_prometheus_sensors(app, name_prefix="faust")
+    faust_metrics.install(app)
 
     def raw_topic(name: str, **extra: Any) -> Any:
         return app.topic(
@@ -191,7 +195,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     async def dead_letter(
         origin: Any, key: bytes | None, raw: bytes, invalid: Invalid, source: str
     ) -> None:
-        metrics.LINES.labels("invalid").inc()
+        metrics.LINES_BY_OUTCOME["invalid"].inc()
         metrics.DEAD_LETTERS.labels(invalid.reason).inc()
         await send_for(
             origin,
@@ -292,51 +296,64 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
 
     @app.agent(by_patient)
     async def evaluate(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            if message.partition in adopt_pending:
-                adopt_pending.discard(message.partition)
-                event_times.pop(message.partition, None)
-                adopt(message.partition)
-            clock = event_time(message.partition, message.headers)
-            watermark, settled, latest = clock.low, clock.settled, clock.latest
-            if _header(message.headers, "tick") is not None:
-                ticked = engine.tick(message.partition, watermark, settled, latest)
-                await send_alerts(message.tp, ticked, None)
-                continue
-            raw = bytes(event.value) if event.value is not None else b""
-            parsed = parse_event(raw)
-            if isinstance(parsed, Invalid):  # only if someone writes to our internal topic
-                await dead_letter(message.tp, event.key, raw, parsed, "internal")
-                continue
-            started = time.perf_counter()
-            try:
-                result = engine.apply(parsed, message.partition, watermark, settled, latest)
-                transitions = result.transitions
-                if (
-                    restate_on_recovery
-                    and not transitions
-                    and result.outcome in _ALREADY_APPLIED
-                    and (message.offset < recovery_until.get(message.tp, -1))
-                ):
-                    transitions = engine.restate(parsed)
-            except Exception as exc:
-                # No traceback text: exception messages can carry claim data.
-                log.error(
-                    "engine failed on an event (%s); sent to the dead-letter topic",
-                    type(exc).__name__,
-                )
-                await dead_letter(
-                    message.tp,
-                    event.key,
-                    raw,
-                    Invalid("engine_error", type(exc).__name__),
-                    "engine",
-                )
-                continue
-            metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
-            metrics.LINES.labels(_outcome_label(result.outcome)).inc()
-            await send_alerts(message.tp, transitions, parsed)
+        # Faust acknowledges a batch's events only after this loop body, so
+        # its held table writes are flushed before any of its offsets commit.
+        store.hold_writes()
+        async for events in stream.take_events(settings.batch_max, settings.batch_seconds):
+            last_of_partition: dict[int, Any] = {}
+            for event in events:
+                partition = event.message.partition
+                last_of_partition[partition] = event
+                store.partition = partition
+                with _as_current(event):
+                    await evaluate_one(event)
+            store.flush(partial(_as_current_of, last_of_partition))
+
+    async def evaluate_one(event: Any) -> None:
+        message = event.message
+        if message.partition in adopt_pending:
+            adopt_pending.discard(message.partition)
+            event_times.pop(message.partition, None)
+            adopt(message.partition)
+        clock = event_time(message.partition, message.headers)
+        watermark, settled, latest = clock.low, clock.settled, clock.latest
+        if _header(message.headers, "tick") is not None:
+            ticked = engine.tick(message.partition, watermark, settled, latest)
+            await send_alerts(message.tp, ticked, None)
+            return
+        raw = bytes(event.value) if event.value is not None else b""
+        parsed = parse_event(raw)
+        if isinstance(parsed, Invalid):  # only if someone writes to our internal topic
+            await dead_letter(message.tp, event.key, raw, parsed, "internal")
+            return
+        started = time.perf_counter()
+        try:
+            result = engine.apply(parsed, message.partition, watermark, settled, latest)
+            transitions = result.transitions
+            if (
+                restate_on_recovery
+                and not transitions
+                and result.outcome in _ALREADY_APPLIED
+                and (message.offset < recovery_until.get(message.tp, -1))
+            ):
+                transitions = engine.restate(parsed)
+        except Exception as exc:
+            # No traceback text: exception messages can carry claim data.
+            log.error(
+                "engine failed on an event (%s); sent to the dead-letter topic",
+                type(exc).__name__,
+            )
+            await dead_letter(
+                message.tp,
+                event.key,
+                raw,
+                Invalid("engine_error", type(exc).__name__),
+                "engine",
+            )
+            return
+        metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
+        metrics.LINES_BY_OUTCOME[_outcome_label(result.outcome)].inc()
+        await send_alerts(message.tp, transitions, parsed)
 
     def adopt(partition: int) -> None:
         """Rebuild the partition's idle-course index from state."""
@@ -368,6 +385,21 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             metrics.INTAKE_LAG_SECONDS.observe(max(lag, 0.0))
 
     return app
+
+
+@contextmanager
+def _as_current(event: Any) -> Iterator[None]:
+    """Make `event` Faust's current event: table reads and writes take their
+    partition from it (faust.streams sets the same context variable)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def _as_current_of(events: dict[int, Any], partition: int) -> AbstractContextManager[None]:
+    return _as_current(events[partition])
 
 
 def _report_headers(source: int, report: Report) -> list[tuple[str, bytes]]:
