@@ -15,6 +15,10 @@ everything at the end.
               subprocess consumes them, orjson-parses each and produces one
               message per input (keyed by patient) to an 8-partition output
               topic: lines/s from its first record to its last flush.
+1b floor      (only with --only ...,floor) benchmarks/faust_floor.py over the
+              same lines in its own group: the baseline's work done by a Faust
+              agent (pass), and the worker's skeleton without the engine:
+              re-key by patient, one table write per line (rekey-table).
 2. throughput One worker over the same N lines: from its first consumed record
               until the group's committed lag on the input and re-key topics
               is zero; lines/s and the ratio to the baseline (target >= 50%).
@@ -811,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="phase 3: seconds to wait for the backlog after publishing (120)")
     parser.add_argument("--open-courses", type=int, default=100_000, help="phase 4 (100,000)")
     parser.add_argument("--only", default="baseline,throughput,latency,rss",
-                        help="comma-separated phases to run")
+                        help="comma-separated phases to run (also: floor)")
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds a worker may take to catch up (3600)")
     parser.add_argument("--reuse", action="store_true", help="reuse the cached stream file")

@@ -119,10 +119,10 @@ def decode_patient(raw: bytes) -> PatientState:
     )
 
 
-def encode_location(location: LineLocation) -> bytes:
-    return orjson.dumps(list(location))
+def encode_claim_locations(locations: dict[int, LineLocation]) -> bytes:
+    """Where each line of one claim lives, by line number."""
+    return orjson.dumps({str(number): list(where) for number, where in locations.items()})
 
 
-def decode_location(raw: bytes) -> LineLocation:
-    course_id, site, day = orjson.loads(raw)
-    return LineLocation(course_id, site, day)
+def decode_claim_locations(raw: bytes) -> dict[int, LineLocation]:
+    return {int(number): LineLocation(*where) for number, where in orjson.loads(raw).items()}

@@ -125,12 +125,26 @@ class FaustStore:
     def del_day(self, key: DayKey) -> None:
         self._set(_DAYS, _key(*key), None)
 
+    # Line locations are kept per claim, (patient, claim) -> {line number:
+    # location}: a claim's lines mostly arrive together, so with held writes
+    # the claim costs one table write instead of one per line.
+
+    def _claim_locations(self, key: LocationKey) -> tuple[bytes, dict[int, LineLocation]]:
+        claim_key = _key(key[0], key[1])
+        raw = self._get(_LOCATIONS, claim_key)
+        return claim_key, codec.decode_claim_locations(raw) if raw else {}
+
     def get_location(self, key: LocationKey) -> LineLocation | None:
-        raw = self._get(_LOCATIONS, _key(*key))
-        return codec.decode_location(raw) if raw else None
+        return self._claim_locations(key)[1].get(key[2])
 
     def put_location(self, key: LocationKey, location: LineLocation) -> None:
-        self._set(_LOCATIONS, _key(*key), codec.encode_location(location))
+        claim_key, locations = self._claim_locations(key)
+        if locations.get(key[2]) != location:
+            locations[key[2]] = location
+            self._set(_LOCATIONS, claim_key, codec.encode_claim_locations(locations))
 
     def del_location(self, key: LocationKey) -> None:
-        self._set(_LOCATIONS, _key(*key), None)
+        claim_key, locations = self._claim_locations(key)
+        if locations.pop(key[2], None) is not None:
+            raw = codec.encode_claim_locations(locations) if locations else None
+            self._set(_LOCATIONS, claim_key, raw)

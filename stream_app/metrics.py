@@ -62,6 +62,15 @@ PROCESSING_SECONDS = Histogram(
     "Engine time per event",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
 )
+# Events per batch = increase of stream_app_lines_total / of stream_app_batches_total.
+BATCHES = Counter(
+    "stream_app_batches",
+    "Batches of re-keyed events evaluated (table writes are applied once per batch)",
+)
+BATCH_TABLE_WRITES = Counter(
+    "stream_app_batch_table_writes_total",
+    "Table writes applied at the end of batches (one per changed key per batch)",
+)
 INTAKE_LAG_SECONDS = Histogram(
     "stream_app_intake_to_alert_seconds",
     "From received_at to alert emitted",

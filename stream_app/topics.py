@@ -45,7 +45,7 @@ def admin_kwargs(settings: WorkerSettings) -> dict[str, object]:
     return kwargs
 
 
-TABLES = ("patients", "courses", "days", "locations")
+TABLES = ("patients", "courses", "days", "claim_locations")
 
 
 def changelog_topic(settings: WorkerSettings, table: str) -> str:

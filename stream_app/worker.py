@@ -105,7 +105,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         patients=raw_table("patients"),
         courses=raw_table("courses"),
         days=raw_table("days"),
-        locations=raw_table("locations"),
+        locations=raw_table("claim_locations"),
     )
     engine = Engine(
         store,
@@ -294,20 +294,34 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             low.update(int(source), report)
         return low
 
+    # Held by `evaluate` from the start of a batch until Faust has acknowledged
+    # its events; commits wait for it (see _commit_between_batches).
+    batch_lock = asyncio.Lock()
+
     @app.agent(by_patient)
     async def evaluate(stream: Any) -> None:
-        # Faust acknowledges a batch's events only after this loop body, so
-        # its held table writes are flushed before any of its offsets commit.
+        _commit_between_batches(app.consumer, batch_lock)
         store.hold_writes()
         async for events in stream.take_events(settings.batch_max, settings.batch_seconds):
-            last_of_partition: dict[int, Any] = {}
-            for event in events:
-                partition = event.message.partition
-                last_of_partition[partition] = event
-                store.partition = partition
-                with _as_current(event):
-                    await evaluate_one(event)
-            store.flush(partial(_as_current_of, last_of_partition))
+            await batch_lock.acquire()
+            try:
+                await evaluate_batch(events)
+            finally:
+                # take_events acknowledges the batch right after this body,
+                # without suspending: a callback runs only after that.
+                asyncio.get_running_loop().call_soon(batch_lock.release)
+
+    async def evaluate_batch(events: list[Any]) -> None:
+        last_of_partition: dict[int, Any] = {}
+        for event in events:
+            partition = event.message.partition
+            last_of_partition[partition] = event
+            store.partition = partition
+            with _as_current(event):
+                await evaluate_one(event)
+        written = store.flush(partial(_as_current_of, last_of_partition))
+        metrics.BATCHES.inc()
+        metrics.BATCH_TABLE_WRITES.inc(written)
 
     async def evaluate_one(event: Any) -> None:
         message = event.message
@@ -385,6 +399,28 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             metrics.INTAKE_LAG_SECONDS.observe(max(lag, 0.0))
 
     return app
+
+
+def _commit_between_batches(consumer: Any, batch_lock: asyncio.Lock) -> None:
+    """Make Faust's offset commits wait for the batch being evaluated.
+
+    A commit in the middle of a batch would, under exactly-once, commit the
+    transaction with the alerts of the batch's first events but without their
+    table writes (held until the batch ends) or their offsets (acknowledged
+    when it ends); after a crash the events would run again on the old state
+    and send their alerts twice. Between batches, everything sent belongs to
+    acknowledged events.
+    """
+    if getattr(consumer, "_stream_app_guarded", False):
+        return
+    force_commit = consumer.force_commit
+
+    async def force_commit_between_batches(*args: Any, **kwargs: Any) -> Any:
+        async with batch_lock:
+            return await force_commit(*args, **kwargs)
+
+    consumer.force_commit = force_commit_between_batches
+    consumer._stream_app_guarded = True
 
 
 @contextmanager
