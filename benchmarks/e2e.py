@@ -440,6 +440,8 @@ class Throughput:
     hwm_kib: int = 0
     data_mb: float = 0.0
     alerts: int = 0
+    batches: int = 0  # stream_app_batches_total: evaluate's batches
+    table_writes: int = 0  # stream_app_batch_table_writes_total
     windows: list[tuple[float, float]] = field(default_factory=list)  # (t, lines/s)
     sent_by_topic: dict[str, float] = field(default_factory=dict)  # worker's produced messages
 
@@ -497,6 +499,9 @@ async def watch_catch_up(deployment: Deployment, worker: WorkerProcess, pid: int
                     result.cpu_seconds = cpu_seconds(pid) - cpu_at_first
                     result.machine_cpu_seconds = machine_busy() - busy_at_first
                     result.alerts = int(total(samples, "stream_app_alert_transitions_total"))
+                    result.batches = int(total(samples, "stream_app_batches_total"))
+                    result.table_writes = int(
+                        total(samples, "stream_app_batch_table_writes_total"))
                     for labels, value in samples.get("faust_topic_messages_sent_total", []):
                         topic = labels.get("topic", "?").removeprefix("topic.")
                         topic = topic.removeprefix(f"{settings.id}-")
@@ -786,6 +791,9 @@ def throughput_rows(report: Report, t: Throughput, baseline: Baseline | None) ->
     report.add("2 worker: RSS at the end", f"VmRSS {mib(t.rss_kib)}, VmHWM "
                f"{mib(t.hwm_kib)}; RocksDB dir {t.data_mb:,.0f} MB; "
                f"{t.alerts:,} alert messages")
+    if t.batches:
+        report.add("2 worker: batches", f"{t.batches:,}, {t.lines / t.batches:,.0f} events "
+                   f"per batch; {t.table_writes / t.lines:.2f} table writes per line")
     if t.sent_by_topic:
         per_line = ", ".join(
             f"{topic} {n / t.lines:.2f}"
