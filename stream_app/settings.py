@@ -48,7 +48,7 @@ class WorkerSettings(BaseSettings):
     # most batch_seconds for one to fill; table writes are applied once per
     # batch, so a record that several of its events change is written once.
     batch_max: int = Field(500, ge=1, le=100_000)
-    batch_seconds: float = Field(0.01, gt=0, le=1)
+    batch_seconds: float = Field(0.05, gt=0, le=1)
     # Faust opens one RocksDB per table and partition (4 x 8 here), each with
     # its own write buffers and block cache; its defaults (3 x 64 MiB buffers,
     # a 2 GiB cache) let RSS grow to gigabytes with the number of writes.
