@@ -1,7 +1,7 @@
 """End-to-end throughput, latency and memory of `stream-app worker` on a local broker.
 
-    .venv/bin/python benchmarks/e2e.py                      # 1,000,000 lines: ~55 min *
-    .venv/bin/python benchmarks/e2e.py --lines 200000       # ~18 min *
+    .venv/bin/python benchmarks/e2e.py                      # 1,000,000 lines: ~25 min *
+    .venv/bin/python benchmarks/e2e.py --lines 200000       # ~8 min *
     .venv/bin/python benchmarks/e2e.py --only latency,rss --throughput 2000
 
 Starts its own single-node Kafka (deploy/local/kafka.sh, free ports, a state
@@ -33,8 +33,9 @@ everything at the end.
               courses (distinct patients, same date of service: none closes),
               then VmRSS / VmHWM of the worker from /proc/<pid>/status.
 
-(*) on a 2-CPU VM shared with other jobs, where the worker does ~360-460
-lines/s: phase 2 is N / 400 seconds, phases 3-4 about 10 minutes.
+(*) on a 2-CPU VM, where the worker does about 1,000 lines/s: phase 2 is
+N / 1,000 seconds, phases 3-4 about 6 minutes; the floor phase adds about
+N / 1,500 seconds.
 
 Prints a table with every number and the commands. --profile records the
 phase-2 worker with py-spy (when `py-spy` is on PATH or in .venv/bin) and
