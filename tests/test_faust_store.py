@@ -127,3 +127,53 @@ def test_batched_store_gives_the_same_alerts_as_replay(batch: int) -> None:
             store.flush(lambda partition: record_partition([], partition))
     assert got == expected
     assert len(expected) > 20
+
+
+def test_faust_internals_the_worker_relies_on_are_there() -> None:
+    """worker.py sets faust.streams._current_event and wraps the consumer's
+    force_commit; a Faust upgrade that drops either must fail here."""
+    from contextvars import ContextVar
+
+    from faust.streams import _current_event, current_event
+    from faust.transport.consumer import Consumer
+
+    from stream_app.worker import _as_current
+
+    assert isinstance(_current_event, ContextVar)
+    assert callable(Consumer.force_commit)
+
+    class Message:
+        partition = 3
+
+    class Event:
+        message = Message()
+
+    event = Event()
+    with _as_current(event):
+        assert current_event() is event
+    assert current_event() is not event
+
+
+async def test_a_commit_waits_for_the_batch_in_evaluation() -> None:
+    import asyncio
+
+    from stream_app.worker import _commit_between_batches
+
+    class Consumer:
+        def __init__(self) -> None:
+            self.commits = 0
+
+        async def force_commit(self) -> bool:
+            self.commits += 1
+            return True
+
+    consumer, batch_lock = Consumer(), asyncio.Lock()
+    _commit_between_batches(consumer, batch_lock)
+    _commit_between_batches(consumer, batch_lock)  # wraps once
+    await batch_lock.acquire()
+    commit = asyncio.ensure_future(consumer.force_commit())
+    await asyncio.sleep(0.01)
+    assert consumer.commits == 0
+    batch_lock.release()
+    assert await commit is True
+    assert consumer.commits == 1
