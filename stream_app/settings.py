@@ -44,10 +44,12 @@ class WorkerSettings(BaseSettings):
     # How long the producer waits to fill a batch; every input line becomes
     # several messages (re-key, changelogs, alerts), so batching matters.
     producer_linger_seconds: float = Field(0.005, ge=0, le=1)
-    # Re-keyed events are evaluated in batches of up to this many, waiting at
-    # most batch_seconds for one to fill; table writes are applied once per
-    # batch, so a record that several of its events change is written once.
-    batch_max: int = Field(500, ge=1, le=100_000)
+    # Above 1, re-keyed events are evaluated in batches of up to batch_max,
+    # waiting at most batch_seconds for one to fill, and table writes are
+    # applied once per batch (a record several events change is written
+    # once): about 1.7x the throughput in benchmarks/e2e.py. Off (1) by
+    # default: see README, "Batches", for the Faust rebalance fault it met.
+    batch_max: int = Field(1, ge=1, le=100_000)
     batch_seconds: float = Field(0.05, gt=0, le=1)
     # Faust opens one RocksDB per table and partition (4 x 8 here), each with
     # its own write buffers and block cache; its defaults (3 x 64 MiB buffers,

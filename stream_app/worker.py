@@ -300,6 +300,13 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
 
     @app.agent(by_patient)
     async def evaluate(stream: Any) -> None:
+        if settings.batch_max <= 1:
+            # One event at a time, table writes at once: Faust acknowledges
+            # an event when the next one is taken.
+            async for event in stream.events():
+                store.partition = event.message.partition
+                await evaluate_one(event)
+            return
         _commit_between_batches(app.consumer, batch_lock)
         store.hold_writes()
         async for events in stream.take_events(settings.batch_max, settings.batch_seconds):

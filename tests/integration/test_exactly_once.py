@@ -116,8 +116,10 @@ def test_alerts_are_written_in_transactions(sample_run: Deployment) -> None:
     )
 
 
-def test_sigkill_mid_stream_exactly_once(deployment: Deployment) -> None:
-    deployment.extra_env.update(EXACTLY_ONCE)
+@pytest.mark.parametrize("batch_max", ["1", "500"])
+def test_sigkill_mid_stream_exactly_once(deployment: Deployment, batch_max: str) -> None:
+    """Event by event, and in batches (held table writes, commits between batches)."""
+    deployment.extra_env.update(EXACTLY_ONCE, STREAM_APP_BATCH_MAX=batch_max)
     lines = list(generate_lines(Synth(150, seed=29, violation_rate=0.3, void_rate=0.05)))
     half = len(lines) // 2
     worker = deployment.start_worker()

@@ -112,6 +112,22 @@ def test_two_workers_one_stopped_mid_stream(deployment: Deployment) -> None:
         second.stop()
 
 
+def test_batched_evaluation_equals_replay(deployment: Deployment) -> None:
+    """STREAM_APP_BATCH_MAX > 1: events evaluated in batches, table writes
+    applied once per batch, line locations per claim."""
+    deployment.extra_env["STREAM_APP_BATCH_MAX"] = "500"
+    lines = sample_lines() + generated(patients=300, seed=17)
+    worker = deployment.start_worker()
+    try:
+        deployment.publish(lines)
+        deployment.wait_caught_up()
+        assert_same_as_replay(deployment, lines)
+        page = fetch_metrics(worker)
+        assert _gauge(page, "stream_app_batches_total") < len(lines) / 2, "not batched"
+    finally:
+        worker.stop()
+
+
 @pytest.mark.parametrize("store", ["memory://"])
 def test_memory_store_is_allowed(deployment: Deployment, store: str) -> None:
     deployment.extra_env["STREAM_APP_STORE"] = store
