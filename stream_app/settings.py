@@ -48,7 +48,7 @@ class WorkerSettings(BaseSettings):
     # waiting at most batch_seconds for one to fill, and table writes are
     # applied once per batch (a record several events change is written
     # once): about 1.7x the throughput in benchmarks/e2e.py. Off (1) by
-    # default: see README, "Batches", for the Faust rebalance fault it met.
+    # default until proven in CI (README, Operations, "Batches").
     batch_max: int = Field(1, ge=1, le=100_000)
     batch_seconds: float = Field(0.05, gt=0, le=1)
     # Faust opens one RocksDB per table and partition (4 x 8 here), each with
