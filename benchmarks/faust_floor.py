@@ -14,9 +14,10 @@ MODE
                second agent write one small value per line to one
                changelog-backed table (the worker writes about four).
 
-The app stamps its first event and the moment it has handled LINES lines
-(after flushing the producer), writes {"lines", "seconds", "cpu"} to OUT.json
-and stops itself. Nothing here is used by stream_app.
+The app is `stream_app.worker.new_app` (the worker's Faust settings) and its
+table has the worker's RocksDB options. It stamps its first event and the
+moment it has handled LINES lines (after flushing the producer), writes
+{"lines", "seconds", "cpu"} to OUT.json and stops itself. Nothing here is used by stream_app.
 """
 
 from __future__ import annotations
@@ -36,24 +37,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stream_app.settings import WorkerSettings  # noqa: E402
+from stream_app.worker import new_app, rocksdb_options  # noqa: E402
 
 
 def build(mode: str, expected: int, out: Path) -> faust.App:
     settings = WorkerSettings()
-    app = faust.App(
-        settings.id,
-        broker=settings.broker_urls,
-        store=settings.store,
-        datadir=str(settings.data_dir),
-        topic_partitions=settings.partitions,
-        web_port=settings.web_port,
-        web_bind="127.0.0.1",
-        autodiscover=False,
-        producer_linger=settings.producer_linger_seconds,
-        key_serializer="raw",
-        value_serializer="raw",
-        logging_config=None,
-    )
+    app = new_app(settings)
 
     def topic(name: str) -> Any:
         return app.topic(name, key_type=bytes, value_type=bytes,
@@ -63,7 +52,7 @@ def build(mode: str, expected: int, out: Path) -> faust.App:
     sink = topic(f"{settings.id}-floor-out")
     rekeyed = topic(f"{settings.id}-floor-by-patient")
     table = app.Table("floor", default=None, partitions=settings.partitions,
-                      key_type=bytes, value_type=bytes)
+                      key_type=bytes, value_type=bytes, options=rocksdb_options(settings))
     handled = 0
     started = 0.0
 

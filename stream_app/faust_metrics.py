@@ -17,10 +17,6 @@ import faust
 from faust.sensors.monitor import Monitor
 from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
 
-_KEYS_RETRIEVED = PrometheusMonitor.KEYS_RETRIEVED
-_KEYS_UPDATED = PrometheusMonitor.KEYS_UPDATED
-_KEYS_DELETED = PrometheusMonitor.KEYS_DELETED
-
 
 class CachedLabelsMonitor(PrometheusMonitor):
     def __init__(self, **kwargs: Any) -> None:
@@ -60,15 +56,15 @@ class CachedLabelsMonitor(PrometheusMonitor):
 
     def on_table_get(self, table: Any, key: Any) -> None:
         Monitor.on_table_get(self, table, key)
-        self._table_op(table, _KEYS_RETRIEVED)
+        self._table_op(table, self.KEYS_RETRIEVED)
 
     def on_table_set(self, table: Any, key: Any, value: Any) -> None:
         Monitor.on_table_set(self, table, key, value)
-        self._table_op(table, _KEYS_UPDATED)
+        self._table_op(table, self.KEYS_UPDATED)
 
     def on_table_del(self, table: Any, key: Any) -> None:
         Monitor.on_table_del(self, table, key)
-        self._table_op(table, _KEYS_DELETED)
+        self._table_op(table, self.KEYS_DELETED)
 
     def on_send_initiated(
         self, producer: Any, topic: str, message: Any, keysize: int, valsize: int

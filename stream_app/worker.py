@@ -44,8 +44,10 @@ _ALREADY_APPLIED = frozenset({"duplicate", "void_unknown", "course_end"})
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
-def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
-    app = faust.App(
+def new_app(settings: WorkerSettings) -> faust.App:
+    """The Faust app with the worker's settings, before agents and tables
+    (benchmarks/faust_floor.py builds its floor on the same)."""
+    return faust.App(
         settings.id,
         broker=settings.broker_urls,
         store=settings.store,
@@ -69,6 +71,19 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
     )
+
+
+def rocksdb_options(settings: WorkerSettings) -> dict[str, int]:
+    """Per-database RocksDB options of every table (see WorkerSettings)."""
+    return {
+        "write_buffer_size": settings.rocksdb_write_buffer_bytes,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.rocksdb_block_cache_bytes,
+    }
+
+
+def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
+    app = new_app(settings)
     faust_metrics.install(app)
 
     def raw_topic(name: str, **extra: Any) -> Any:
@@ -90,11 +105,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             partitions=settings.partitions,
             key_type=bytes,
             value_type=bytes,
-            options={
-                "write_buffer_size": settings.rocksdb_write_buffer_bytes,
-                "max_write_buffer_number": 2,
-                "block_cache_size": settings.rocksdb_block_cache_bytes,
-            },
+            options=rocksdb_options(settings),
         )
 
     input_topic = raw_topic(settings.input_topic)
@@ -304,7 +315,6 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             # One event at a time, table writes at once: Faust acknowledges
             # an event when the next one is taken.
             async for event in stream.events():
-                store.partition = event.message.partition
                 await evaluate_one(event)
             return
         _commit_between_batches(app.consumer, batch_lock)

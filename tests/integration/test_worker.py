@@ -100,9 +100,9 @@ def test_two_workers_one_stopped_mid_stream(deployment: Deployment) -> None:
     """The first worker, which held every partition before the second joined,
     is stopped. Stopping the second instead hands its partitions back to the
     first, and Faust 0.15.3 then sometimes never commits one of them again
-    (faust-streaming/faust#318, #606): the lag stays above zero although the
-    lines were read. Two CI runs hung on that; README, Operations, says what
-    an operator sees and does."""
+    (faust-streaming/faust#318, #606): the group's committed lag stays above
+    zero. Two CI runs hung on that; README, Operations, says what an operator
+    sees and does."""
     lines = sample_lines() + generated(patients=300, seed=13)
     first = deployment.start_worker(0)
     second = deployment.start_worker(1)
