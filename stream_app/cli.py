@@ -55,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     follow.add_argument("--idle", type=float, help="stop after this many seconds without alerts")
     follow.add_argument("--json", action="store_true", help="print raw JSON lines")
 
+    intake = commands.add_parser("intake", help="turn payer files into claim messages")
+    formats = intake.add_subparsers(dest="format", required=True)
+    x12 = formats.add_parser("x12", help="837P/837I interchanges to claim messages (SPEC 10)")
+    x12.add_argument("paths", nargs="*", metavar="PATH", help="837 files, or - for stdin")
+    x12.add_argument(
+        "--publish", action="store_true", help="send to the input topic instead of stdout"
+    )
+    x12.add_argument("--site-map", metavar="PATH", help="TOML file replacing the site map")
+
     generate = commands.add_parser("generate", help="write a synthetic claim-line stream")
     generate.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -80,6 +89,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_worker()
     if args.command in ("publish", "alerts"):
         return _kafka_client(args)
+    if args.command == "intake":
+        return _intake(args)
     if args.command == "generate":
         from .synth import main as synth_main
 
@@ -130,6 +141,12 @@ def _replay(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(summary.render(), file=sys.stderr)
     return 0
+
+
+def _intake(args: argparse.Namespace) -> int:
+    from .intake.run import main as intake_main
+
+    return intake_main(args.paths, publish=args.publish, site_map=args.site_map)
 
 
 def _kafka_client(args: argparse.Namespace) -> int:

@@ -1,0 +1,1 @@
+"""Intake adapters: payers' files in, claim messages (SPEC 1.1) out."""
