@@ -245,7 +245,8 @@ class Mapper:
         codes: list[tuple[str, Segment]] = []
         left_out = 0
         for qualifier, code, segment in claim.diagnoses:
-            shaped = 3 <= len(code) <= 7 and code[0].isalpha() and set(code) <= _DX_CHARS
+            bare = code.replace(".", "")
+            shaped = 3 <= len(bare) <= 7 and bare[0].isalpha() and set(bare) <= _DX_CHARS
             if shaped:
                 codes.append((code, segment))
             elif qualifier in ICD9_QUALIFIERS:

@@ -165,9 +165,10 @@ class _InterchangeReader:
         self.end = len(text) - len(rest)
         if walker.closed:
             return
-        cut = self.end + (len(rest) - len(rest.lstrip("\r\n")))
         if delimiters.segment in rest:  # pyx12 stops at an empty segment
-            raise _bad(text, cut, "an empty segment")
+            raise _bad(text, self.end - 1, "an empty segment")
+        cut = self.end + (len(rest) - len(rest.lstrip("\r\n")))
+        self.end = len(text)
         transaction = walker.truncated(cut, rest)
         if transaction is not None:
             yield transaction
