@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Final
 
 from .sites import SiteMap
@@ -395,6 +396,9 @@ def _units(service: Segment, index: int) -> int | None:
     value = service.get(index)
     if not value:
         return None
+    whole, _, fraction = value.partition(".")
+    if whole.isdigit() and (not fraction or fraction.strip("0") == "") and int(whole) >= 1:
+        return int(whole)  # "1", "1.00"
     name = f"{service.sid}{index:02d}"
     try:
         number = Decimal(value)
@@ -413,11 +417,17 @@ def _date(dtp: Segment) -> str:
         value = value.partition("-")[0]
     elif fmt != "D8":
         raise Rejected(dtp, f"DTP*{dtp.get(1)} date format {fmt!r} is neither D8 nor RD8")
+    iso = _iso_date(value)
+    if iso is None:
+        raise Rejected(dtp, f"DTP*{dtp.get(1)} date {dtp.get(3)!r} is not a CCYYMMDD date")
+    return iso
+
+
+@lru_cache(maxsize=4096)
+def _iso_date(value: str) -> str | None:
+    if len(value) != 8 or not value.isdigit():
+        return None
     try:
-        if len(value) != 8 or not value.isdigit():
-            raise ValueError
         return date(int(value[:4]), int(value[4:6]), int(value[6:])).isoformat()
     except ValueError:
-        raise Rejected(
-            dtp, f"DTP*{dtp.get(1)} date {dtp.get(3)!r} is not a CCYYMMDD date"
-        ) from None
+        return None

@@ -29,6 +29,7 @@ import pyx12.rawx12file
 ISA_LENGTH: Final = 106
 _SEGMENT_ID: Final = re.compile(r"[A-Z][A-Z0-9]{1,2}")
 _ENVELOPE_IDS: Final = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
+_GOOD_IDS: set[str] = set()  # segment ids already seen well formed
 
 
 class NotX12(Exception):
@@ -198,18 +199,27 @@ class _Envelope:
 
     def take(self, index: int, line: str) -> Transaction | None:
         elements = line.split(self.delimiters.element)
-        sid = elements[0].strip().upper()
+        sid = elements[0]
+        if sid not in _GOOD_IDS:
+            sid = self._segment_id(index, line, sid)
+        current = self.current
+        if current is not None and sid not in _ENVELOPE_IDS:
+            segments = current.segments
+            segments.append(Segment(sid, elements, len(segments) + 1))
+            return None
         if index == 0:
             return None  # the ISA, already read
+        return self._envelope(index, sid, elements)
+
+    def _segment_id(self, index: int, line: str, raw: str) -> str:
+        sid = raw.strip().upper()
         if not _SEGMENT_ID.fullmatch(sid):
             offset = segment_offset(self.text, self.start, self.delimiters.segment, index)
             shown = line[:20].encode("unicode_escape").decode()
             raise _bad(self.text, offset, f"{shown!r} is not a segment")
-        current = self.current
-        if current is not None and sid not in ("SE", "ST", "GE", "IEA", "GS", "ISA"):
-            current.segments.append(Segment(sid, elements, len(current.segments) + 1))
-            return None
-        return self._envelope(index, sid, elements)
+        if sid == raw and len(_GOOD_IDS) < 4096:
+            _GOOD_IDS.add(sid)
+        return sid
 
     def _envelope(self, index: int, sid: str, elements: list[str]) -> Transaction | None:
         segment = Segment(sid, elements, 0)
