@@ -18,6 +18,7 @@ from typing import IO, Any
 import orjson
 
 from ..events import Invalid, parse_event
+from ..replay import relaxed_gc
 from .claims import Failed, Mapper, claim_type_of
 from .sites import SiteMap
 from .x12 import Interchange, NotX12, Transaction, read_interchanges
@@ -277,15 +278,16 @@ def main(paths: list[str], *, publish: bool, site_map: str | None) -> int:
         return 2
     intake = Intake(sites, sys.stderr)
     stream = messages(intake, paths or ["-"])
-    if publish:
-        import asyncio
+    with relaxed_gc():  # a transaction set's segments are many small acyclic objects
+        if publish:
+            import asyncio
 
-        from ..settings import WorkerSettings
+            from ..settings import WorkerSettings
 
-        settings = WorkerSettings()
-        sent = asyncio.run(publish_claims(settings, stream))
-        print(f"stream-app: published {sent} claims to {settings.input_topic}", file=sys.stderr)
-    else:
-        write_lines(stream, sys.stdout.buffer)
+            settings = WorkerSettings()
+            sent = asyncio.run(publish_claims(settings, stream))
+            print(f"stream-app: published {sent} claims to {settings.input_topic}", file=sys.stderr)
+        else:
+            write_lines(stream, sys.stdout.buffer)
     print(intake.summary.render(), file=sys.stderr)
     return intake.summary.exit_code()
