@@ -24,34 +24,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
-from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from typing import Any, Final
 
+from .elements import Rejected, components, dtp_date, line_number, payer_type, units
 from .sites import SiteMap
 from .x12 import Segment, Transaction
 
 FREQUENCIES: Final = {"7": "replacement", "8": "void"}
-PAYER_TYPES: Final = {"MA": "medicare", "MB": "medicare", "MC": "medicaid"}
-# SBR09 claim filing indicator codes of commercial plans (5010): BL Blue Cross
-# Blue Shield, CI commercial insurance, HM HMO, 12-17 PPO/POS/EPO/indemnity/
-# HMO Medicare risk/dental, LM liability medical, DS disability.
-COMMERCIAL: Final = frozenset({"BL", "CI", "HM", "12", "13", "14", "15", "16", "17", "LM", "DS"})
 DX_QUALIFIERS: Final = frozenset({"ABK", "ABF", "BK", "BF"})
 ICD9_QUALIFIERS: Final = frozenset({"BK", "BF"})
 PRODUCT_QUALIFIERS: Final = frozenset({"ER", "HC", "HP", "IV", "WK", "N4"})
 _DX_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _LINE_LOOP_STARTS: Final = frozenset({"LIN", "NM1", "SVD", "LQ"})
-
-
-class Rejected(Exception):
-    """A claim that cannot be converted, with the segment that shows why."""
-
-    def __init__(self, segment: Segment | None, message: str) -> None:
-        super().__init__(message)
-        self.segment = segment
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +151,7 @@ class Mapper:
             party.dependent_name[2] = segment.get(2)
 
     def _finish(self, claim: _Claim) -> Converted | Failed:
-        code = _components(claim.clm.get(5), self.component)
+        code = components(claim.clm.get(5), self.component)
         frequency_code = code[2] if len(code) > 2 else ""
         try:
             message, left_out, icd9 = self._message(claim, frequency_code)
@@ -201,7 +185,7 @@ class Mapper:
             message["place_of_service"] = self._place_of_service(clm)
         if party.payer_id:
             message["payer_id"] = party.payer_id
-        message["payer_type"] = _payer_type(party.filing_code)
+        message["payer_type"] = payer_type(party.filing_code)
         carried = [code for code, _ in codes if code]
         if carried:
             message["diagnosis_codes"] = carried
@@ -230,7 +214,7 @@ class Mapper:
         return party.member_id
 
     def _place_of_service(self, clm: Segment) -> str:
-        parts = _components(clm.get(5), self.component)
+        parts = components(clm.get(5), self.component)
         if len(parts) < 3 or len(parts[0]) != 2:
             raise Rejected(
                 clm,
@@ -274,9 +258,9 @@ class Mapper:
         service = line.service
         if service is None:
             raise Rejected(line.lx, "a service line without SV1 or SV2")
-        number = _line_number(line.lx)
+        number = line_number(line.lx)
         procedure_at = 1 if service.sid == "SV1" else 2
-        procedure = _components(service.get(procedure_at), self.component)
+        procedure = components(service.get(procedure_at), self.component)
         ref = f"{service.sid}{procedure_at:02d}"
         if procedure == [""]:
             return None  # an 837I line with only a revenue code
@@ -297,9 +281,9 @@ class Mapper:
         if modifiers:
             doc["modifiers"] = modifiers
         units_at = 4 if service.sid == "SV1" else 5
-        units = _units(service, units_at)
-        if units is not None:
-            doc["units"] = units
+        count = units(service, units_at)
+        if count is not None:
+            doc["units"] = count
         if service.sid == "SV1":
             pos = service.get(5)
             if pos and pos != message.get("place_of_service"):
@@ -320,13 +304,13 @@ class Mapper:
                 f"line {line.lx.get(1)}: no date of service (no DTP*472 on the line "
                 "and no statement dates DTP*434 on the claim)",
             )
-        return _date(dtp)
+        return dtp_date(dtp)
 
     def _site(self, service: Segment, codes: list[tuple[str, Segment]]) -> str:
         if service.sid == "SV2":  # 837I: the principal diagnosis, then the others
             return self.sites.first_site([code for code, _ in codes if code])
         pointed: list[str] = []
-        for pointer in _components(service.get(7), self.component):
+        for pointer in components(service.get(7), self.component):
             if not pointer:
                 continue
             if not pointer.isdigit() or not 1 <= int(pointer) <= len(codes):
@@ -373,61 +357,3 @@ def _collect(claim: _Claim, segment: Segment, component: str) -> None:
             parts = element.split(component)
             if len(parts) > 1 and parts[0].strip() in DX_QUALIFIERS:
                 claim.diagnoses.append((parts[0].strip(), parts[1].strip().upper(), segment))
-
-
-def _components(value: str, separator: str) -> list[str]:
-    return [part.strip() for part in value.split(separator)]
-
-
-def _payer_type(code: str) -> str:
-    if code in PAYER_TYPES:
-        return PAYER_TYPES[code]
-    return "commercial" if code in COMMERCIAL else "other"
-
-
-def _line_number(lx: Segment) -> int:
-    value = lx.get(1)
-    if not value.isdigit() or not 1 <= int(value) <= 999:
-        raise Rejected(lx, f"LX01 {value!r} is not a line number from 1 to 999")
-    return int(value)
-
-
-def _units(service: Segment, index: int) -> int | None:
-    value = service.get(index)
-    if not value:
-        return None
-    whole, _, fraction = value.partition(".")
-    if whole.isdigit() and (not fraction or fraction.strip("0") == "") and int(whole) >= 1:
-        return int(whole)  # "1", "1.00"
-    name = f"{service.sid}{index:02d}"
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise Rejected(service, f"{name} units {value!r} are not a number") from None
-    if not number.is_finite() or number != number.to_integral_value():
-        raise Rejected(service, f"{name} units {value!r} are not a whole number")
-    if number < 1:
-        raise Rejected(service, f"{name} units {value!r} are fewer than 1")
-    return int(number)
-
-
-def _date(dtp: Segment) -> str:
-    fmt, value = dtp.get(2), dtp.get(3)
-    if fmt == "RD8":
-        value = value.partition("-")[0]
-    elif fmt != "D8":
-        raise Rejected(dtp, f"DTP*{dtp.get(1)} date format {fmt!r} is neither D8 nor RD8")
-    iso = _iso_date(value)
-    if iso is None:
-        raise Rejected(dtp, f"DTP*{dtp.get(1)} date {dtp.get(3)!r} is not a CCYYMMDD date")
-    return iso
-
-
-@lru_cache(maxsize=4096)
-def _iso_date(value: str) -> str | None:
-    if len(value) != 8 or not value.isdigit():
-        return None
-    try:
-        return date(int(value[:4]), int(value[4:6]), int(value[6:])).isoformat()
-    except ValueError:
-        return None
