@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -11,19 +12,20 @@ import orjson
 import pytest
 from aiokafka.partitioner import murmur2
 
-from .harness import Deployment, assert_matches_replay
+from stream_app.topics import ensure_topics
 
-# Until claim messages (SPEC 1.1) are in the engine, replay and the worker (main).
-pytestmark = pytest.mark.skipif(
-    not hasattr(__import__("stream_app.events").events, "ClaimEvent"),
-    reason="claim messages are not in the engine yet",
-)
+from .harness import Deployment, assert_matches_replay
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = [
     ROOT / "examples" / "x12" / "radonc-837p.txt",
     ROOT / "examples" / "x12" / "radonc-837i.txt",
 ]
+# Until claim messages (SPEC 1.1) are in the engine, replay and the worker (main).
+needs_claims = pytest.mark.skipif(
+    not hasattr(__import__("stream_app.events").events, "ClaimEvent"),
+    reason="claim messages are not in the engine yet",
+)
 
 
 def intake(deployment: Deployment, *extra: str) -> subprocess.CompletedProcess[bytes]:
@@ -34,23 +36,28 @@ def intake(deployment: Deployment, *extra: str) -> subprocess.CompletedProcess[b
     )  # fmt: skip
 
 
-def test_837_files_published_by_intake_give_the_alerts_of_replay(deployment: Deployment) -> None:
+def claim_lines(deployment: Deployment) -> list[bytes]:
     claims = intake(deployment)
     assert claims.returncode == 0, claims.stderr
     lines = claims.stdout.splitlines()
     assert len(lines) == 11
-    worker = deployment.start_worker()  # it creates the topics, with their partitions
-    try:
-        published = intake(deployment, "--publish")
-        assert published.returncode == 0, published.stderr
-        topic = deployment.settings.input_topic
-        assert f"published 11 claims to {topic}".encode() in published.stderr
-        deployment.wait_caught_up()
-        assert_matches_replay(deployment.alerts(), lines)
-    finally:
-        assert worker.stop() == 0, worker.tail()
+    return lines
 
-    records = deployment.read_topic(topic)
+
+def publish(deployment: Deployment) -> None:
+    published = intake(deployment, "--publish")
+    assert published.returncode == 0, published.stderr
+    topic = deployment.settings.input_topic
+    assert f"published 11 claims to {topic}".encode() in published.stderr
+
+
+def test_intake_publishes_each_claim_keyed_by_patient_on_its_partition(
+    deployment: Deployment,
+) -> None:
+    lines = claim_lines(deployment)
+    asyncio.run(ensure_topics(deployment.settings))  # as the worker does
+    publish(deployment)
+    records = deployment.read_topic(deployment.settings.input_topic)
     assert sorted(record.value for record in records) == sorted(lines)
     for record in records:  # keyed by patient, on the patient's partition (murmur2)
         patient = orjson.loads(record.value)["patient_id"]
@@ -59,3 +66,15 @@ def test_837_files_published_by_intake_give_the_alerts_of_replay(deployment: Dep
     for patient in {orjson.loads(line)["patient_id"] for line in lines}:  # in file order
         mine = [r.value for r in records if orjson.loads(r.value)["patient_id"] == patient]
         assert mine == [line for line in lines if orjson.loads(line)["patient_id"] == patient]
+
+
+@needs_claims
+def test_837_files_published_by_intake_give_the_alerts_of_replay(deployment: Deployment) -> None:
+    lines = claim_lines(deployment)
+    worker = deployment.start_worker()  # it creates the topics, with their partitions
+    try:
+        publish(deployment)
+        deployment.wait_caught_up()
+        assert_matches_replay(deployment.alerts(), lines)
+    finally:
+        assert worker.stop() == 0, worker.tail()
