@@ -583,3 +583,20 @@ def test_bad_site_map_files(tmp_path, body, why):
     done = run_cli(RADONC_P.read_bytes(), "--site-map", str(path))
     assert done.returncode == 2 and why in done.stderr.decode()
     assert b"Traceback" not in done.stderr
+
+
+def test_envelope_counts_and_control_numbers_are_checked():
+    good = RADONC_I.read_text()
+    bad = good.replace("GE*1*201~", "GE*2*201~").replace("IEA*1*000000201~", "IEA*1*000000999~")
+    messages, intake, err = convert(bad, "i.837")
+    assert len(messages) == 4  # the transaction set itself is whole
+    assert err.splitlines() == [
+        "stream-app: i.837: interchange 000000201: GE01 says '2' transaction sets; "
+        "the group has 1",
+        "stream-app: i.837: interchange 000000201: IEA02 '000000999' does not match "
+        "ISA13 '000000201'",
+    ]
+    assert intake.summary.exit_code() == 1
+    se = good[good.index("SE*") : good.index("~", good.index("SE*"))]
+    _, _, err = convert(good.replace(se, se.replace("*0201", "*0202")), "i.837")
+    assert "SE02 '0202' does not match ST02 '0201'; its 4 claims rejected" in err

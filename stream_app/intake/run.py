@@ -97,6 +97,9 @@ class Intake:
         except NotX12 as exc:
             self.summary.unreadable += 1
             self._say(f"{name}: {exc}")
+        except Exception as exc:  # defensive: a bug here must not end in a traceback
+            self.summary.unreadable += 1
+            self._say(f"{name}: cannot convert (internal error {type(exc).__name__}: {exc})")
         self._report(current, name)
 
     def _report(self, interchange: Interchange | None, name: str) -> None:
