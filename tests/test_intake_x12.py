@@ -537,7 +537,8 @@ def test_damaged_files_never_raise(data):
     length = data.draw(st.integers(0, 40))
     junk = data.draw(st.binary(max_size=12) | st.sampled_from([b"~", b"*", b":", b"", b"\n"]))
     damaged = good[:start] + junk + good[start + length :]
-    messages, intake, _ = convert(damaged)
+    messages, intake, err = convert(damaged)
+    assert "internal error" not in err
     for message in messages:
         assert validate(message) is None
     assert intake.summary.exit_code() in (0, 1, 2)
