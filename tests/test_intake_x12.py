@@ -601,3 +601,16 @@ def test_envelope_counts_and_control_numbers_are_checked():
     se = good[good.index("SE*") : good.index("~", good.index("SE*"))]
     _, _, err = convert(good.replace(se, se.replace("*0201", "*0202")), "i.837")
     assert "SE02 '0202' does not match ST02 '0201'; its 4 claims rejected" in err
+
+
+def test_bytes_that_are_not_utf8_in_a_dependent_name_reject_nothing_but_that_claim():
+    text = professional(
+        "HL*3*2*23*0~PAT*19~NM1*QC*1*M\xe9ller*Ann~DMG*D8*20100203*F~"
+        "CLM*C1*1***11:B:1~HI*ABK:C61~" + LINE
+    ).replace("HL*2*1*22*0", "HL*2*1*22*1")
+    [message], _, err = convert(text.encode("latin-1"))
+    assert err == "" and message["patient_id"].startswith("M9-D:")
+    bad_id = text.replace("MI*M9", "MI*M\xe99").encode("latin-1")
+    messages, intake, err = convert(bad_id)
+    assert messages == [] and "a value is not UTF-8 text" in err
+    assert intake.summary.claims_rejected == 1

@@ -83,7 +83,7 @@ class _Claim:
 
 def dependent_suffix(last: str, first: str, birth_date: str) -> str:
     key = "|".join(part.strip().upper() for part in (last, first, birth_date))
-    return "-D:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:10]
+    return "-D:" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:10]
 
 
 def claim_type_of(version: str) -> str | None:
