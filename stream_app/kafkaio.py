@@ -1,5 +1,5 @@
 """Small Kafka clients around the worker: publish a JSON-lines file as intake
-would (keyed by claim), and follow the alerts topic."""
+would (keyed by patient, SPEC 1), and follow the alerts topic."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ from .settings import WorkerSettings
 from .topics import admin_kwargs
 
 
-def _intake_key(raw: bytes) -> bytes | None:
+def intake_key(raw: bytes, key_by: str = "patient_id") -> bytes | None:
+    """The Kafka key intake gives a message: its patient id (SPEC 1), so that
+    all of a patient's messages share a partition. `key_by="claim_id"` keys
+    by claim instead, as older intake did (the worker re-keys those)."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
     if isinstance(doc, dict):
-        key = doc.get("claim_id") or doc.get("patient_id")
+        key = doc.get(key_by) or doc.get("patient_id")
         if isinstance(key, str):
             return key.encode()
     return None
@@ -39,6 +42,7 @@ async def publish(
     *,
     rate: float | None = None,
     stamp: bool = False,
+    key_by: str = "patient_id",
 ) -> int:
     """Send each non-empty line to the input topic; returns how many were sent."""
     producer = AIOKafkaProducer(
@@ -57,7 +61,7 @@ async def publish(
                 continue
             if stamp:
                 raw = _stamp(raw)
-            await producer.send(settings.input_topic, raw, key=_intake_key(raw))
+            await producer.send(settings.input_topic, raw, key=intake_key(raw, key_by))
             sent += 1
             if rate:
                 delay = started + sent / rate - loop.time()

@@ -36,6 +36,8 @@ from typing import Any, Final
 
 import orjson
 
+from .synth_claims import as_claims
+
 Doc = dict[str, Any]
 
 DEFAULT_START: Final = date(2025, 1, 1)
@@ -271,19 +273,31 @@ class Stats:
     violations: Counter[str] = field(default_factory=Counter)
     episodes: Counter[str] = field(default_factory=Counter)  # voids and corrections
     invalid: Counter[str] = field(default_factory=Counter)
+    claims: int = 0  # claim messages written (--format claims)
+    claim_lines: Counter[int] = field(default_factory=Counter)  # lines per claim -> claims
 
     def render(self) -> str:
         def counts(counter: Counter[str]) -> str:
             return " ".join(f"{k}={v}" for k, v in sorted(counter.items())) or "-"
 
         return "\n".join([
-            f"generate: {self.lines} lines, {self.events} events, {self.patients} patients, "
+            f"generate: {self.lines} {'messages' if self.claims else 'lines'}, "
+            f"{self.events} events, {self.patients} patients, "
             f"{self.courses} courses",
             f"  modalities: {counts(self.families)}",
             f"  injected violations: {sum(self.violations.values())} {counts(self.violations)}",
             f"  voids/corrections: {sum(self.episodes.values())} {counts(self.episodes)}",
             f"  invalid lines: {sum(self.invalid.values())} {counts(self.invalid)}",
+            *([self._claims_line()] if self.claims else []),
         ])
+
+    def _claims_line(self) -> str:
+        sizes = sorted(self.claim_lines.elements())
+        mean = sum(sizes) / len(sizes)
+        return (
+            f"  claim messages: {self.claims}, lines per claim: mean {mean:.1f}, "
+            f"median {sizes[len(sizes) // 2]}, max {sizes[-1]}"
+        )
 
 
 class _Course:
@@ -1138,14 +1152,22 @@ def generate_lines(
     synth: Synth,
     invalid_rate: float = 0.0,
     max_lines: int | None = None,
+    *,
+    claims: bool = False,
 ) -> Iterator[bytes]:
-    """Encoded lines (no newline) of a stream, with a share of invalid ones."""
+    """Encoded messages (no newline) of a stream, with a share of invalid ones:
+    line messages, or with `claims` the same lines as claim messages (SPEC 1.1)
+    submitted weekly (professional) and monthly (institutional)."""
     rng = Random(synth.seed ^ 0x5EED)
     stats = synth.stats
     dumps = orjson.dumps
     limit = max_lines if max_lines is not None else -1
     written = 0
-    for doc in synth.events():
+    docs = as_claims(synth.events()) if claims else synth.events()
+    for doc in docs:
+        if doc.get("kind") == "claim":
+            stats.claims += 1
+            stats.claim_lines[len(doc["lines"])] += 1
         if written == limit:
             return
         encoded = dumps(doc)
@@ -1202,6 +1224,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"course starts spread over D days (default {DEFAULT_SPAN_DAYS})")
     parser.add_argument("--max-lines", type=_positive, default=None, metavar="N",
                         help="stop after N lines")
+    parser.add_argument("--format", choices=("claims", "lines"), default="claims",
+                        help="claim messages (SPEC 1.1, the default: professional claims "
+                             "weekly, institutional monthly) or one line message per line")
     parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
     return parser
 
@@ -1222,7 +1247,10 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         batch: list[bytes] = []
-        for encoded in generate_lines(synth, args.invalid_rate, args.max_lines):
+        lines = generate_lines(
+            synth, args.invalid_rate, args.max_lines, claims=args.format == "claims"
+        )
+        for encoded in lines:
             batch.append(encoded)
             if len(batch) >= 4096:
                 batch.append(b"")
