@@ -217,3 +217,53 @@ def test_a_correction_across_the_date_moves_the_line_between_the_rules() -> None
     assert set(r.open_for("deleted-code")) == {("A", 1)}
     r.feed(cl("A", 1, "G6017", OLD, units=2))  # corrected back: the deleted-code resolves
     assert r.open_for("deleted-code") == {}
+
+
+# -- next year's changes are a data change ---------------------------------------
+
+
+def _table_deleting_77417_from_mid_2027():
+    """The code data with one new dated change: 77417 deleted from 2027-07-01."""
+    from dataclasses import replace
+
+    from stream_app import codes
+
+    future = codes.Source("A payer bulletin", "May 2027")
+    entries = [
+        replace(e, valid_until="2027-06-30", source=future, replaced_by=("77387",),
+                note="bill 77387 instead") if e.code == "77417" else e
+        for e in codes.CODE_TABLE
+    ]
+    return codes.CodeTable(entries)
+
+
+def test_a_new_dated_entry_alone_makes_deleted_code_fire_from_its_date() -> None:
+    from helpers import FIXED_TIME, parse
+
+    from stream_app.alerts import build_alert, fold
+    from stream_app.engine import Engine
+    from stream_app.rules import load_registry
+    from stream_app.store import MemoryStore
+
+    docs = [delivery("D", 1, "2027-06-30"), cl("A", 1, "77417", "2027-06-30"),
+            delivery("D", 2, "2027-07-01"), cl("B", 1, "77417", "2027-07-01")]
+
+    def open_alerts(registry: Any) -> dict[tuple[str, int], set[str]]:
+        engine = Engine(MemoryStore(), registry)
+        messages = [build_alert(t, FIXED_TIME)
+                    for doc in docs for t in engine.apply(parse(doc)).transitions]
+        messages += [build_alert(t, FIXED_TIME)
+                     for t in engine.close_all(engine.store.patient_ids())]
+        found: dict[tuple[str, int], set[str]] = {}
+        for alert in fold(messages).values():
+            found.setdefault((alert["claim_id"], alert["line_number"]), set()).add(
+                alert["rule_id"])
+        return found
+
+    # Today's data: two port-image units for 2 fractions (0 allowed).
+    assert open_alerts(load_registry()) == {
+        ("A", 1): {"port-image-frequency"}, ("B", 1): {"port-image-frequency"}}
+    # With the new entry: 2027-07-01 is deleted-code only, and its unit no
+    # longer counts in the course, so 2027-06-30 holds the one excess unit.
+    changed = open_alerts(load_registry(_table_deleting_77417_from_mid_2027()))
+    assert changed == {("A", 1): {"port-image-frequency"}, ("B", 1): {"deleted-code"}}
