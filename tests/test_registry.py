@@ -174,7 +174,7 @@ def test_registry_fails_at_start_up_on_a_code_the_data_lacks():
     from stream_app import codes
 
     table = codes.CodeTable(e for e in codes.CODE_TABLE if e.code != "G6017")
-    with pytest.raises(RegistryError, match="intrafraction-per-fraction.*G6017"):
+    with pytest.raises(RegistryError, match=r"intrafraction-per-fraction.*G6017"):
         Registry(discover(), code_table=table)
 
 
