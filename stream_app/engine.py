@@ -498,8 +498,9 @@ class _Work:
             course.dates.pop(line.date_of_service, None)
         self._count(course, line, -1)
 
-    @staticmethod
-    def _count(course: CourseState, line: Line, sign: int) -> None:
+    def _count(self, course: CourseState, line: Line, sign: int) -> None:
+        """Add (or take back) a line's part in the course facts. A line whose
+        code is deleted on its date counts only its fractions and modality."""
         course.fractions += sign * line.fractions()
         modality = line.delivery_modality()
         if modality is not None:
@@ -508,6 +509,8 @@ class _Work:
                 course.modalities[modality] = left
             else:
                 course.modalities.pop(modality, None)
+        if self.engine.registry.code_table.deleted(line.hcpcs, line.date_of_service):
+            return
         if line.has_skin_or_keloid_dx():
             course.skin_lines += sign
         if line.hcpcs == codes.PORT_IMAGE:
@@ -621,16 +624,27 @@ class _Work:
         return view
 
     def _day_view(self, site: str, day_date: str, day: DayState) -> DayView:
-        lines = sorted(day.lines.values(), key=lambda line: (line.claim_id, line.line_number))
+        """What rules see of a day. A line whose code is deleted on its date
+        goes to `deleted` only: no other rule sees it, as a line or as
+        evidence; a deleted delivery code still counts its fractions and
+        modality (SPEC 6, deleted-code). This is the one place that hides it."""
+        table = self.engine.registry.code_table
+        lines: list[Line] = []
+        deleted: list[tuple[Line, codes.CodeEntry]] = []
         by_code: dict[str, list[Line]] = {}
         fractions = 0
         modalities = set()
-        for line in lines:
-            by_code.setdefault(line.hcpcs, []).append(line)
+        for line in sorted(day.lines.values(), key=lambda line: (line.claim_id, line.line_number)):
             modality = line.delivery_modality()
             if modality is not None:
                 modalities.add(modality)
                 fractions += line.fractions()
+            entry = table.deleted(line.hcpcs, day_date)
+            if entry is not None:
+                deleted.append((line, entry))
+                continue
+            lines.append(line)
+            by_code.setdefault(line.hcpcs, []).append(line)
         engine = self.engine
         return DayView(
             date_of_service=day_date,
@@ -641,6 +655,7 @@ class _Work:
             has_delivery=bool(modalities),
             course=lambda course_id: self.course_view(course_id, site),
             profile=lambda line: engine.profile_of(line.payer_id, line.payer_type),
+            deleted=deleted,
         )
 
     def restate_day(self, site: str, day_date: str) -> list[Transition]:
@@ -683,7 +698,7 @@ class _Work:
         current: dict[LineKey, dict[str, Violation]] = {}
         if day.lines:
             view = self._day_view(site, day_date, day)
-            for declared in self.engine.registry.for_codes(view.by_code):
+            for declared in self.engine.registry.for_codes(view.by_code, bool(view.deleted)):
                 if only is not None and declared.spec.rule_id not in only:
                     continue
                 for violation in declared.check(view):

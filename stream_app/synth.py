@@ -7,7 +7,8 @@ physics and management lines a hospital (837I technical + 837P professional
 with modifier 26, POS 22/19) or a freestanding centre (837P global, POS 11)
 would bill for that modality, payer and year. 2025 and 2026 follow the code
 sets of their year (77385/77386/G6003-G6016 until 2025, 77402/77407/77412 with
-a modality and professional-only 77387 from 2026).
+a modality and professional-only 77387, which includes intrafraction tracking,
+from 2026: 77014, G6001, G6002 and G6017 are deleted then).
 
 With violation rate 0 the stream is clean: it produces no alert at all. With
 a rate R, a fraction R of the courses gets one violation picked from a menu
@@ -574,7 +575,7 @@ class _Course:
         if port_day:
             self.port_days.append(day)
             self.line(day, "77417", INST if self.hospital else PROF)
-        if self.intrafraction:
+        if self.intrafraction and day < _Y2026:  # from 2026 part of 77387 (G6017 deleted)
             self.line(day, "G6017", INST if self.hospital else PROF)
 
     # -- editing, for violations and voids ------------------------------------
@@ -674,7 +675,7 @@ def _v_igrt_tc_with_imrt(c: _Course) -> bool:
 
 
 def _v_intrafraction_units(c: _Course) -> bool:
-    day = _pick(c, c.fraction_days)
+    day = _pick(c, [d for d in c.fraction_days if d < _Y2026])  # G6017 is deleted from 2026
     if day is None:
         return False
     found = c.guidance_docs(day, "G6017")

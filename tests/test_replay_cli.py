@@ -59,7 +59,7 @@ def test_replay_writes_alerts_to_stdout_and_a_summary_to_stderr(events_file):
     for m in messages:
         parts = (m["rule_id"], m["patient_id"], m["claim_id"], str(m["line_number"]))
         assert m["alert_id"] == ":".join(parts)
-        assert m["ruleset"] == "evolent-igrt-2024.04"
+        assert m["ruleset"] == "evolent-igrt-2024.04+2026"
     open_ = fold(messages)
     assert {aid: (a["finality"], a["excess_units"]) for aid, a in open_.items()} == {
         "port-image-frequency:P1:A:1": ("final", 1),
