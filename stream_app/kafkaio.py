@@ -4,15 +4,27 @@ would (keyed by claim), and follow the alerts topic."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
 
 from .settings import WorkerSettings
-from .topics import admin_kwargs
+from .topics import _LoggedErrors, admin_kwargs
+
+# How long `publish` and `alerts` try to reach the broker (and `publish` waits
+# for a topic's metadata or a send) before they give up (`--timeout`).
+DEFAULT_TIMEOUT_SECONDS = 15.0
+CHECK = "check KAFKA_BOOTSTRAP_SERVERS, that the broker is up, and STREAM_APP_SECURITY_PROTOCOL"
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be reached, refused the client, or lost a send."""
 
 
 def _intake_key(raw: bytes) -> bytes | None:
@@ -33,22 +45,67 @@ def _client_kwargs(settings: WorkerSettings) -> dict[str, Any]:
     return kwargs
 
 
+async def _start(
+    client: AIOKafkaProducer | AIOKafkaConsumer, settings: WorkerSettings, timeout: float
+) -> None:
+    """Start a client within `timeout` seconds, or raise BrokerError with the
+    cause aiokafka logged (its own error says only "Unable to bootstrap")."""
+    logged = _LoggedErrors()
+    aiokafka_log = logging.getLogger("aiokafka")
+    aiokafka_log.addHandler(logged)  # also keeps its retries off stderr
+    try:
+        await asyncio.wait_for(client.start(), timeout)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            await client.stop()
+        refused = [
+            e
+            for e in logged.errors
+            if isinstance(e, SaslAuthenticationFailed | UnsupportedSaslMechanismError)
+        ]
+        servers = settings.bootstrap_servers
+        if refused:
+            raise BrokerError(
+                f"Kafka at {servers} refused to authenticate SASL user "
+                f"{settings.sasl_username!r} ({settings.sasl_mechanism}): {refused[-1]}; "
+                "check STREAM_APP_SASL_USERNAME, _PASSWORD and _MECHANISM"
+            ) from None
+        if isinstance(exc, TimeoutError):
+            why = f"no answer within {timeout:g}s"
+        else:
+            cause = logged.errors[-1] if logged.errors else exc
+            why = f"{type(cause).__name__}: {cause}"
+        raise BrokerError(f"cannot reach Kafka at {servers} ({why}); {CHECK}") from None
+    finally:
+        aiokafka_log.removeHandler(logged)
+
+
 async def publish(
     settings: WorkerSettings,
     lines: Iterable[bytes],
     *,
     rate: float | None = None,
     stamp: bool = False,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> int:
-    """Send each non-empty line to the input topic; returns how many were sent."""
+    """Send each non-empty line to the input topic; returns how many were
+    delivered. Raises BrokerError when the broker cannot be reached within
+    `timeout` seconds, or a send fails (the topic missing, the broker lost)."""
     producer = AIOKafkaProducer(
         **_client_kwargs(settings),
         linger_ms=5,
         max_request_size=4 * 1024 * 1024,
         acks="all",
+        request_timeout_ms=int(timeout * 1000),
     )
-    await producer.start()
+    await _start(producer, settings, timeout)
     sent = 0
+    failed: list[BaseException] = []
+
+    def delivered(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None and not failed:
+            failed.append(future.exception())  # type: ignore[arg-type]
+
     try:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -57,15 +114,27 @@ async def publish(
                 continue
             if stamp:
                 raw = _stamp(raw)
-            await producer.send(settings.input_topic, raw, key=_intake_key(raw))
+            future = await producer.send(settings.input_topic, raw, key=_intake_key(raw))
+            future.add_done_callback(delivered)
+            if failed:
+                break
             sent += 1
             if rate:
                 delay = started + sent / rate - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
         await producer.flush()
+    except KafkaError as exc:
+        failed.append(exc)
     finally:
         await producer.stop()
+    if failed:
+        error = failed[0]
+        raise BrokerError(
+            f"sending to topic {settings.input_topic} on Kafka at {settings.bootstrap_servers} "
+            f"failed with {sent} lines queued ({type(error).__name__}: {error}); "
+            "check that the topic exists (the worker creates it) and that the broker is up"
+        )
     return sent
 
 
@@ -90,8 +159,10 @@ async def follow_alerts(
     idle_seconds: float | None = None,
     from_beginning: bool = True,
     stop: asyncio.Event | None = None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> int:
-    """Read alerts until `idle_seconds` pass with none (or forever); returns the count."""
+    """Read alerts until `idle_seconds` pass with none (or forever); returns the
+    count. Raises BrokerError when the broker cannot be reached within `timeout`."""
     consumer = AIOKafkaConsumer(
         settings.alerts_topic,
         **_client_kwargs(settings),
@@ -100,7 +171,7 @@ async def follow_alerts(
         group_id=None,
         isolation_level="read_committed",
     )
-    await consumer.start()
+    await _start(consumer, settings, timeout)
     count = 0
     try:
         loop = asyncio.get_running_loop()

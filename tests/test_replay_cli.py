@@ -70,7 +70,7 @@ def test_replay_writes_alerts_to_stdout_and_a_summary_to_stderr(events_file):
     assert "line 3: invalid (not_json)" in err
     assert "line 6: invalid (bad_field)" in err and "units" in err
     assert "invalid: 2" in err
-    assert "open alerts: 3" in err
+    assert "alert messages (open=" in err and ", 3 open" in err
     assert b"replay:" not in done.stdout
 
 
