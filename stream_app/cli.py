@@ -14,8 +14,8 @@ from .codes import RULESET
 if TYPE_CHECKING:
     from .settings import WorkerSettings
 
-# `--timeout` of publish and alerts (kafkaio.DEFAULT_TIMEOUT_SECONDS; not
-# imported from there, since aiokafka takes a while to import).
+# `--timeout` of publish and alerts: how long they try to reach Kafka (and
+# publish waits for a send to be acknowledged) before they exit 3.
 KAFKA_TIMEOUT_SECONDS = 15.0
 
 
@@ -182,12 +182,15 @@ def _kafka_settings(command: str) -> WorkerSettings | None:
     try:
         return WorkerSettings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
-            for error in exc.errors()
-        )
+        problems = "; ".join(f"{_variable(error['loc'])}: {error['msg']}" for error in exc.errors())
         print(f"stream-app {command}: bad settings: {problems}", file=sys.stderr)
         return None
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The environment variable of a WorkerSettings field."""
+    name = str(loc[0]) if loc else "settings"
+    return name if name.isupper() else f"STREAM_APP_{name.upper()}"
 
 
 def _kafka_client(args: argparse.Namespace) -> int:

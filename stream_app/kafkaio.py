@@ -17,9 +17,11 @@ from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSas
 from .settings import WorkerSettings
 from .topics import _LoggedErrors, admin_kwargs
 
-# How long `publish` and `alerts` try to reach the broker (and `publish` waits
-# for a topic's metadata or a send) before they give up (`--timeout`).
-DEFAULT_TIMEOUT_SECONDS = 15.0
+# How long `publish` and `follow_alerts` try to reach the broker (and `publish`
+# waits for a topic's metadata or a send's acknowledgement) before they raise
+# BrokerError: aiokafka's own request timeout. The command line's `--timeout`
+# is shorter (cli.KAFKA_TIMEOUT_SECONDS).
+DEFAULT_TIMEOUT_SECONDS = 40.0
 CHECK = "check KAFKA_BOOTSTRAP_SERVERS, that the broker is up, and STREAM_APP_SECURITY_PROTOCOL"
 
 
