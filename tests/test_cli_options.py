@@ -130,3 +130,13 @@ def test_generate_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_rfc3339_keeps_the_text_as_written() -> None:
     assert argtypes.rfc3339("2026-01-01t00:00:00z") == "2026-01-01t00:00:00z"
+
+
+def test_generate_writes_as_the_readme_says_and_takes_the_old_spelling(tmp_path) -> None:
+    from stream_app.cli import main
+
+    options = ["--patients", "5", "--seed", "3", "--violation-rate", "0.5", "--quiet"]
+    assert main(["generate", *options, "-o", str(tmp_path / "a.jsonl")]) == 0
+    assert main(["generate", "--", *options, "-o", str(tmp_path / "b.jsonl")]) == 0
+    written = (tmp_path / "a.jsonl").read_bytes()
+    assert written and written == (tmp_path / "b.jsonl").read_bytes()
