@@ -204,7 +204,11 @@ def _kafka_client(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.command == "publish":
-            return _publish(args, settings)
+            try:
+                return _publish(args, settings)
+            except KeyboardInterrupt:
+                print("stream-app publish: interrupted", file=sys.stderr)
+                return 130
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_alerts(args, settings))
         return 0

@@ -182,14 +182,49 @@ async def follow_alerts(
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             for records in batches.values():
                 for record in records:
-                    on_alert(orjson.loads(record.value))
-                    count += 1
                     last = loop.time()
+                    alert = _alert(record.value)
+                    if alert is None:
+                        where = f"partition {record.partition} offset {record.offset}"
+                        sys.stderr.write(
+                            f"stream-app alerts: skipped a message that is not an alert "
+                            f"({record.topic} {where})\n"
+                        )
+                        continue
+                    on_alert(alert)
+                    count += 1
             if idle_seconds is not None and loop.time() - last > idle_seconds:
                 break
     finally:
         await consumer.stop()
     return count
+
+
+# What `alerts` reads and prints of each message.
+ALERT_KEYS = (
+    "alert_id",
+    "status",
+    "finality",
+    "severity",
+    "carc",
+    "rule_id",
+    "claim_id",
+    "line_number",
+    "hcpcs",
+    "date_of_service",
+    "message",
+)
+
+
+def _alert(value: bytes | None) -> dict[str, Any] | None:
+    """The alert a message carries, or None for one that is not an alert."""
+    try:
+        doc = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or not all(key in doc for key in ALERT_KEYS):
+        return None
+    return doc
 
 
 def print_alert(alert: dict[str, Any]) -> None:

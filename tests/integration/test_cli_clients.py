@@ -28,22 +28,25 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_alerts_counts_read_like_replay(deployment: Deployment) -> None:
-    # The golden alert messages go straight onto a topic of their own: no
-    # worker needed to have `alerts` count them.
+def test_alerts_counts_read_like_replay(deployment: Deployment, tmp_path: Path) -> None:
+    # The golden alert messages go straight onto a topic of their own (no
+    # worker needed to have `alerts` count them), with two that are not alerts.
+    messages = tmp_path / "messages.jsonl"
+    messages.write_bytes(GOLDEN.read_bytes() + b'not an alert\n{"alert_id": "x"}\n')
     topic = f"{deployment.name}-golden-alerts"
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": deployment.broker.bootstrap,
         "STREAM_APP_INPUT_TOPIC": topic,
         "STREAM_APP_ALERTS_TOPIC": topic,
     }
-    published = run("publish", str(GOLDEN), env=env)
+    published = run("publish", str(messages), env=env)
     assert published.returncode == 0, published.stderr
-    assert f"published 44 lines to {topic}" in published.stderr
+    assert f"published 46 lines to {topic}" in published.stderr
 
     followed = run("alerts", "--idle", "3", "--json", env=env)
     assert followed.returncode == 0, followed.stderr
     assert "Traceback" not in followed.stderr
+    assert followed.stderr.count("stream-app alerts: skipped a message that is not an alert") == 2
     assert len(followed.stdout.splitlines()) == 44
     counts = "44 alert messages (open=38 resolved=6), 29 distinct alerts, 24 open"
     assert f"stream-app alerts: {counts}\n" in followed.stderr
