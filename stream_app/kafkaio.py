@@ -57,6 +57,10 @@ async def _start(
     aiokafka_log.addHandler(logged)  # also keeps its retries off stderr
     try:
         await asyncio.wait_for(client.start(), timeout)
+    except asyncio.CancelledError:  # Ctrl-C
+        with contextlib.suppress(Exception):
+            await client.stop()
+        raise
     except (TimeoutError, KafkaError, OSError) as exc:
         with contextlib.suppress(Exception):
             await client.stop()

@@ -7,6 +7,7 @@ broker that accepts connections but never answers is given up on after
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -106,3 +107,37 @@ def test_a_bad_setting_exits_2_naming_it(command: str) -> None:
     assert done.returncode == 2, done.stderr
     line = one_line(done, command)
     assert "bad settings" in line and "STREAM_APP_SECURITY_PROTOCOL" in line
+
+
+@pytest.mark.parametrize(
+    "args, code, line",
+    [
+        (["publish", str(SAMPLE)], 130, "stream-app publish: interrupted"),
+        (["alerts"], 0, "stream-app alerts: 0 alert messages, 0 distinct alerts, 0 open"),
+    ],
+)
+def test_ctrl_c_while_connecting_says_so_in_one_line(args: list[str], code: int, line: str) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_APP_")}
+        environ["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{listener.getsockname()[1]}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream_app", *args],
+            cwd=REPO,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            listener.settimeout(120)
+            connection, _ = listener.accept()  # the client waits for an answer now
+            with connection:
+                process.send_signal(signal.SIGINT)
+                _, err = process.communicate(timeout=120)
+        finally:
+            process.kill()
+    assert process.returncode == code, err
+    assert err.strip().splitlines() == [line]
