@@ -177,20 +177,13 @@ def _replay(args: argparse.Namespace) -> int:
 def _kafka_settings(command: str) -> WorkerSettings | None:
     from pydantic import ValidationError
 
-    from .settings import WorkerSettings
+    from .settings import WorkerSettings, describe_errors
 
     try:
         return WorkerSettings()
     except ValidationError as exc:
-        problems = "; ".join(f"{_variable(error['loc'])}: {error['msg']}" for error in exc.errors())
-        print(f"stream-app {command}: bad settings: {problems}", file=sys.stderr)
+        print(f"stream-app {command}: bad settings: {describe_errors(exc)}", file=sys.stderr)
         return None
-
-
-def _variable(loc: tuple[int | str, ...]) -> str:
-    """The environment variable of a WorkerSettings field."""
-    name = str(loc[0]) if loc else "settings"
-    return name if name.isupper() else f"STREAM_APP_{name.upper()}"
 
 
 def _kafka_client(args: argparse.Namespace) -> int:
