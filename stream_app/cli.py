@@ -6,10 +6,18 @@ import argparse
 import contextlib
 import sys
 import textwrap
-from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from . import argtypes, generate
 from .codes import RULESET, CodeEntry
+
+if TYPE_CHECKING:
+    from .settings import WorkerSettings
+
+# `--timeout` of publish and alerts: how long they try to reach Kafka (and
+# publish waits for a send to be acknowledged) before they exit 3.
+KAFKA_TIMEOUT_SECONDS = 15.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,16 +33,23 @@ def _parser() -> argparse.ArgumentParser:
         "--no-close-at-end", action="store_true", help="leave courses open at the end of the input"
     )
     replay.add_argument("--payer-profiles", metavar="PATH", help="payer-profile TOML file")
-    replay.add_argument("--course-idle-days", type=int, default=45, metavar="N")
+    replay.add_argument(
+        "--course-idle-days",
+        type=argtypes.integer(1),
+        default=45,
+        metavar="N",
+        help="close a course N days of event time after its last line (default 45)",
+    )
     replay.add_argument(
         "--retain-days",
-        type=int,
+        type=argtypes.integer(1),
         default=120,
         metavar="N",
         help="drop closed courses N days behind the stream (default 120)",
     )
     replay.add_argument(
         "--fixed-time",
+        type=argtypes.rfc3339,
         metavar="RFC3339",
         help="use this detected_at on every alert (reproducible output)",
     )
@@ -46,22 +61,58 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run the Kafka stream processor (settings from env)")
 
     publish = commands.add_parser("publish", help="send a JSON-lines file to the input topic")
-    publish.add_argument("path", nargs="?", default="-")
+    publish.add_argument("path", nargs="?", default="-", help="JSON-lines file, or - for stdin")
     publish.add_argument(
-        "--rate", type=float, help="lines per second (default: as fast as possible)"
+        "--rate",
+        type=argtypes.positive,
+        metavar="N",
+        help="lines per second (default: as fast as possible)",
     )
     publish.add_argument("--stamp", action="store_true", help="set received_at to the send time")
+    publish.add_argument(
+        "--key",
+        choices=("patient_id", "claim_id"),
+        default="patient_id",
+        help="Kafka key of each message: its patient (SPEC 1, the default) or its claim "
+        "(older intake; the worker re-keys such messages)",
+    )
+    _timeout_argument(publish)
 
     follow = commands.add_parser("alerts", help="print alerts from the alerts topic")
-    follow.add_argument("--idle", type=float, help="stop after this many seconds without alerts")
+    follow.add_argument(
+        "--idle",
+        type=argtypes.positive,
+        metavar="S",
+        help="stop after this many seconds without alerts (default: follow until Ctrl-C)",
+    )
     follow.add_argument("--json", action="store_true", help="print raw JSON lines")
+    _timeout_argument(follow)
 
-    generate = commands.add_parser("generate", help="write a synthetic claim-line stream")
-    generate.add_argument("args", nargs=argparse.REMAINDER)
+    generate.add_arguments(
+        commands.add_parser(
+            "generate",
+            help="write a synthetic claim-line stream",
+            description=generate.DESCRIPTION,
+        )
+    )
     return parser
 
 
+def _timeout_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=argtypes.positive,
+        default=KAFKA_TIMEOUT_SECONDS,
+        metavar="S",
+        help="give up (exit 3) when Kafka cannot be reached or a send is not "
+        f"acknowledged within S seconds (default {KAFKA_TIMEOUT_SECONDS:g})",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["generate", "--"]:  # the old spelling `generate -- --patients N`
+        del argv[1]
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
@@ -82,9 +133,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("publish", "alerts"):
         return _kafka_client(args)
     if args.command == "generate":
-        from .synth import main as synth_main
-
-        return synth_main(args.args)
+        return generate.run(args)
     return 2
 
 
@@ -133,43 +182,99 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kafka_settings(command: str) -> WorkerSettings | None:
+    from pydantic import ValidationError
+
+    from .settings import WorkerSettings, describe_errors
+
+    try:
+        return WorkerSettings()
+    except ValidationError as exc:
+        print(f"stream-app {command}: bad settings: {describe_errors(exc)}", file=sys.stderr)
+        return None
+
+
 def _kafka_client(args: argparse.Namespace) -> int:
+    """publish and alerts: exit 2 on a bad file or setting, 3 when Kafka fails."""
     import asyncio
 
+    from .kafkaio import BrokerError
+
+    settings = _kafka_settings(args.command)
+    if settings is None:
+        return 2
+    try:
+        if args.command == "publish":
+            try:
+                return _publish(args, settings)
+            except KeyboardInterrupt:
+                print("stream-app publish: interrupted", file=sys.stderr)
+                return 130
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_alerts(args, settings))
+        return 0
+    except BrokerError as exc:
+        print(f"stream-app {args.command}: {exc}", file=sys.stderr)
+        return 3
+
+
+def _publish(args: argparse.Namespace, settings: WorkerSettings) -> int:
+    import asyncio
+
+    from .kafkaio import publish
+    from .replay import open_input, read_lines
+
+    try:
+        stream = open_input(args.path)
+        with stream:
+            sent = asyncio.run(
+                publish(
+                    settings,
+                    read_lines(stream),
+                    rate=args.rate,
+                    stamp=args.stamp,
+                    key_by=args.key,
+                    timeout=args.timeout,
+                )
+            )
+    except OSError as exc:
+        print(
+            f"stream-app publish: cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 2
+    print(f"stream-app: published {sent} messages to {settings.input_topic}", file=sys.stderr)
+    return 0
+
+
+async def _alerts(args: argparse.Namespace, settings: WorkerSettings) -> None:
+    """Follow the alerts topic; on the way out (idle, Ctrl-C) print the counts."""
     import orjson
 
-    from .kafkaio import follow_alerts, print_alert, publish
-    from .replay import open_input, read_lines
-    from .settings import WorkerSettings
+    from .alerts import AlertCounts
+    from .kafkaio import BrokerError, follow_alerts, print_alert
 
-    settings = WorkerSettings()
-    if args.command == "publish":
-        with open_input(args.path) as stream:
-            sent = asyncio.run(
-                publish(settings, read_lines(stream), rate=args.rate, stamp=args.stamp)
-            )
-        print(f"stream-app: published {sent} lines to {settings.input_topic}", file=sys.stderr)
-        return 0
+    counts = AlertCounts()
 
-    latest: dict[str, dict[str, object]] = {}
-
-    def show(alert: dict[str, object]) -> None:
-        latest[str(alert["alert_id"])] = alert
+    def show(alert: dict[str, Any]) -> None:
+        counts.add(str(alert["alert_id"]), str(alert["rule_id"]), str(alert["status"]))
         if args.json:
             sys.stdout.write(orjson.dumps(alert).decode() + "\n")
             sys.stdout.flush()
         else:
             print_alert(alert)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(follow_alerts(settings, show, idle_seconds=args.idle))
-    open_by_rule = Counter(str(a["rule_id"]) for a in latest.values() if a["status"] == "open")
-    print(
-        f"stream-app: {len(latest)} alerts seen, {sum(open_by_rule.values())} open", file=sys.stderr
-    )
-    for rule_id, count in sorted(open_by_rule.items()):
-        print(f"  {rule_id}: {count}", file=sys.stderr)
-    return 0
+    unreachable = False
+    try:
+        await follow_alerts(settings, show, idle_seconds=args.idle, timeout=args.timeout)
+    except BrokerError:
+        unreachable = True
+        raise
+    finally:
+        if not unreachable:
+            lines = counts.render()
+            print(f"stream-app alerts: {lines[0]}", file=sys.stderr)
+            for line in lines[1:]:
+                print(line, file=sys.stderr)
 
 
 def _rules(args: argparse.Namespace) -> int:

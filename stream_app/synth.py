@@ -19,15 +19,14 @@ service never go backwards (late voids name a line by its identity only and
 carry no date).
 
 `generate` yields event documents; `generate_lines` yields encoded JSON lines
-and can salt them with invalid ones; `main` is `stream-app generate`.
+and can salt them with invalid ones. The command, `stream-app generate`, is
+stream_app/generate.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import heapq
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -1183,91 +1182,8 @@ def generate_lines(
     stats.lines = written
 
 
-# -- command line --------------------------------------------------------------------
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not >= 1")
-    return value
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stream-app generate",
-        description="Write a seeded synthetic claim-line stream (JSON lines), in date order.",
-    )
-    parser.add_argument("--patients", type=int, default=100, metavar="N")
-    parser.add_argument("--fractions", type=_positive, default=DEFAULT_FRACTIONS, metavar="M",
-                        help="fractions of a typical conventional course (default 25); "
-                             "sites scale around it, SBRT and brachytherapy keep theirs")
-    parser.add_argument("--violation-rate", type=_rate, default=0.0, metavar="R",
-                        help="share of courses given one violation (0..1, default 0)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S")
-    parser.add_argument("--output", "-o", default="-", metavar="PATH",
-                        help="output file (default stdout)")
-    parser.add_argument("--invalid-rate", type=_rate, default=0.0, metavar="R",
-                        help="share of lines followed by an invalid line (default 0)")
-    parser.add_argument("--voids", type=_rate, nargs="?", const=DEFAULT_VOID_RATE, default=0.0,
-                        metavar="R", help="share of courses with a void, correction, rebill "
-                                          f"or duplicate (default {DEFAULT_VOID_RATE} if given)")
-    parser.add_argument("--start", type=date.fromisoformat, default=DEFAULT_START,
-                        metavar="YYYY-MM-DD", help="first course start (default 2025-01-01)")
-    parser.add_argument("--span-days", type=_positive, default=DEFAULT_SPAN_DAYS, metavar="D",
-                        help=f"course starts spread over D days (default {DEFAULT_SPAN_DAYS})")
-    parser.add_argument("--max-lines", type=_positive, default=None, metavar="N",
-                        help="stop after N lines")
-    parser.add_argument("--format", choices=("claims", "lines"), default="claims",
-                        help="claim messages (SPEC 1.1, the default: professional claims "
-                             "weekly, institutional monthly) or one line message per line")
-    parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
-    return parser
-
-
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--"]:  # `stream-app generate -- --patients 5`
-        argv = argv[1:]
-    args = _parser().parse_args(argv)
-    if args.patients < 0:
-        print("stream-app generate: --patients must be >= 0", file=sys.stderr)
-        return 2
-    synth = Synth(args.patients, args.fractions, args.violation_rate, args.seed,
-                  start=args.start, span_days=args.span_days, void_rate=args.voids)
-    try:
-        out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
-    except OSError as exc:
-        print(f"stream-app generate: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
-        return 2
-    try:
-        batch: list[bytes] = []
-        lines = generate_lines(
-            synth, args.invalid_rate, args.max_lines, claims=args.format == "claims"
-        )
-        for encoded in lines:
-            batch.append(encoded)
-            if len(batch) >= 4096:
-                batch.append(b"")
-                out.write(b"\n".join(batch))
-                batch.clear()
-        if batch:
-            batch.append(b"")
-            out.write(b"\n".join(batch))
-        out.flush()
-    finally:
-        if out is not sys.stdout.buffer:
-            out.close()
-    if not args.quiet:
-        print(synth.stats.render(), file=sys.stderr)
-    return 0
+    """`stream-app generate` (its options and output are in stream_app/generate.py)."""
+    from .generate import main as generate_main
 
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    return generate_main(argv)
