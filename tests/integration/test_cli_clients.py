@@ -41,14 +41,15 @@ def test_alerts_counts_read_like_replay(deployment: Deployment, tmp_path: Path) 
     }
     published = run("publish", str(messages), env=env)
     assert published.returncode == 0, published.stderr
-    assert f"published 46 messages to {topic}" in published.stderr
+    golden = len(GOLDEN.read_bytes().splitlines())
+    assert f"published {golden + 2} messages to {topic}" in published.stderr
 
     followed = run("alerts", "--idle", "3", "--json", env=env)
     assert followed.returncode == 0, followed.stderr
     assert "Traceback" not in followed.stderr
     assert followed.stderr.count("stream-app alerts: skipped a message that is not an alert") == 2
-    assert len(followed.stdout.splitlines()) == 44
-    counts = "44 alert messages (open=38 resolved=6), 29 distinct alerts, 24 open"
+    assert len(followed.stdout.splitlines()) == golden
+    counts = "49 alert messages (open=43 resolved=6), 34 distinct alerts, 29 open"
     assert f"stream-app alerts: {counts}\n" in followed.stderr
 
     replayed = run("replay", str(SAMPLE), env={})
