@@ -115,8 +115,8 @@ def measure_replay(path: Path) -> Measured:
         lines=lines, events=summary.events, invalid=sum(summary.invalid.values()),
         total=total, parse=replay.t_parse, evaluate=replay.t_evaluate,
         serialize=replay.t_serialize, close_eval=t1 - t0, close_serialize=t2 - t1,
-        messages=sum(summary.transitions.values()), opened=summary.transitions["open"],
-        resolved=summary.transitions["resolved"], open_at_end=len(summary.open_alerts),
+        messages=sum(summary.alerts.messages.values()), opened=summary.alerts.messages["open"],
+        resolved=summary.alerts.messages["resolved"], open_at_end=len(summary.alerts.open),
         pruned=replay.engine.pruned_courses, peak_rss_mb=peak_kb / 1024,
     )
 

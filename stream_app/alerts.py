@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,3 +64,38 @@ def fold(alerts: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for alert in alerts:
         latest[alert["alert_id"]] = alert
     return {aid: alert for aid, alert in latest.items() if alert["status"] == "open"}
+
+
+@dataclass
+class AlertCounts:
+    """What a stream of alert messages adds up to, named the same way by
+    `replay`, `alerts` and the demo:
+
+    - alert messages: every message (each `open` and each `resolved`);
+    - distinct alerts: different `alert_id`s among them;
+    - open: alerts whose last message is `open` (the fold), by rule.
+    """
+
+    messages: Counter[str] = field(default_factory=Counter)  # by status
+    seen: set[str] = field(default_factory=set)
+    open: dict[str, str] = field(default_factory=dict)  # alert_id -> rule_id
+
+    def add(self, alert_id: str, rule_id: str, status: str) -> None:
+        self.messages[status] += 1
+        self.seen.add(alert_id)
+        if status == "open":
+            self.open[alert_id] = rule_id
+        else:
+            self.open.pop(alert_id, None)
+
+    def render(self) -> list[str]:
+        """One line of counts, then the open alerts by rule, indented."""
+        statuses = " ".join(f"{k}={v}" for k, v in sorted(self.messages.items()))
+        lines = [
+            f"{sum(self.messages.values())} alert messages"
+            + (f" ({statuses})" if statuses else "")
+            + f", {len(self.seen)} distinct alerts, {len(self.open)} open"
+        ]
+        by_rule = Counter(self.open.values())
+        lines.extend(f"  {rule_id}: {count}" for rule_id, count in sorted(by_rule.items()))
+        return lines

@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections import Counter
+import textwrap
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from .codes import RULESET
+from . import argtypes, generate
+from .codes import RULESET, CodeEntry
+
+if TYPE_CHECKING:
+    from .settings import WorkerSettings
+
+# `--timeout` of publish and alerts: how long they try to reach Kafka (and
+# publish waits for a send to be acknowledged) before they exit 3.
+KAFKA_TIMEOUT_SECONDS = 15.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,16 +33,23 @@ def _parser() -> argparse.ArgumentParser:
         "--no-close-at-end", action="store_true", help="leave courses open at the end of the input"
     )
     replay.add_argument("--payer-profiles", metavar="PATH", help="payer-profile TOML file")
-    replay.add_argument("--course-idle-days", type=int, default=45, metavar="N")
+    replay.add_argument(
+        "--course-idle-days",
+        type=argtypes.integer(1),
+        default=45,
+        metavar="N",
+        help="close a course N days of event time after its last line (default 45)",
+    )
     replay.add_argument(
         "--retain-days",
-        type=int,
+        type=argtypes.integer(1),
         default=120,
         metavar="N",
         help="drop closed courses N days behind the stream (default 120)",
     )
     replay.add_argument(
         "--fixed-time",
+        type=argtypes.rfc3339,
         metavar="RFC3339",
         help="use this detected_at on every alert (reproducible output)",
     )
@@ -45,15 +61,32 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run the Kafka stream processor (settings from env)")
 
     publish = commands.add_parser("publish", help="send a JSON-lines file to the input topic")
-    publish.add_argument("path", nargs="?", default="-")
+    publish.add_argument("path", nargs="?", default="-", help="JSON-lines file, or - for stdin")
     publish.add_argument(
-        "--rate", type=float, help="lines per second (default: as fast as possible)"
+        "--rate",
+        type=argtypes.positive,
+        metavar="N",
+        help="lines per second (default: as fast as possible)",
     )
     publish.add_argument("--stamp", action="store_true", help="set received_at to the send time")
+    publish.add_argument(
+        "--key",
+        choices=("patient_id", "claim_id"),
+        default="patient_id",
+        help="Kafka key of each message: its patient (SPEC 1, the default) or its claim "
+        "(older intake; the worker re-keys such messages)",
+    )
+    _timeout_argument(publish)
 
     follow = commands.add_parser("alerts", help="print alerts from the alerts topic")
-    follow.add_argument("--idle", type=float, help="stop after this many seconds without alerts")
+    follow.add_argument(
+        "--idle",
+        type=argtypes.positive,
+        metavar="S",
+        help="stop after this many seconds without alerts (default: follow until Ctrl-C)",
+    )
     follow.add_argument("--json", action="store_true", help="print raw JSON lines")
+    _timeout_argument(follow)
 
     intake = commands.add_parser("intake", help="turn payer files into claim messages")
     formats = intake.add_subparsers(dest="format", required=True)
@@ -63,13 +96,33 @@ def _parser() -> argparse.ArgumentParser:
         "--publish", action="store_true", help="send to the input topic instead of stdout"
     )
     x12.add_argument("--site-map", metavar="PATH", help="TOML file replacing the site map")
+    _timeout_argument(x12)
 
-    generate = commands.add_parser("generate", help="write a synthetic claim-line stream")
-    generate.add_argument("args", nargs=argparse.REMAINDER)
+    generate.add_arguments(
+        commands.add_parser(
+            "generate",
+            help="write a synthetic claim-line stream",
+            description=generate.DESCRIPTION,
+        )
+    )
     return parser
 
 
+def _timeout_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=argtypes.positive,
+        default=KAFKA_TIMEOUT_SECONDS,
+        metavar="S",
+        help="give up (exit 3) when Kafka cannot be reached or a send is not "
+        f"acknowledged within S seconds (default {KAFKA_TIMEOUT_SECONDS:g})",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["generate", "--"]:  # the old spelling `generate -- --patients N`
+        del argv[1]
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
@@ -92,9 +145,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "intake":
         return _intake(args)
     if args.command == "generate":
-        from .synth import main as synth_main
-
-        return synth_main(args.args)
+        return generate.run(args)
     return 2
 
 
@@ -146,46 +197,104 @@ def _replay(args: argparse.Namespace) -> int:
 def _intake(args: argparse.Namespace) -> int:
     from .intake.run import main as intake_main
 
-    return intake_main(args.paths, publish=args.publish, site_map=args.site_map)
+    return intake_main(
+        args.paths, publish=args.publish, site_map=args.site_map, timeout=args.timeout
+    )
+
+
+def _kafka_settings(command: str) -> WorkerSettings | None:
+    from pydantic import ValidationError
+
+    from .settings import WorkerSettings, describe_errors
+
+    try:
+        return WorkerSettings()
+    except ValidationError as exc:
+        print(f"stream-app {command}: bad settings: {describe_errors(exc)}", file=sys.stderr)
+        return None
 
 
 def _kafka_client(args: argparse.Namespace) -> int:
+    """publish and alerts: exit 2 on a bad file or setting, 3 when Kafka fails."""
     import asyncio
 
+    from .kafkaio import BrokerError
+
+    settings = _kafka_settings(args.command)
+    if settings is None:
+        return 2
+    try:
+        if args.command == "publish":
+            try:
+                return _publish(args, settings)
+            except KeyboardInterrupt:
+                print("stream-app publish: interrupted", file=sys.stderr)
+                return 130
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_alerts(args, settings))
+        return 0
+    except BrokerError as exc:
+        print(f"stream-app {args.command}: {exc}", file=sys.stderr)
+        return 3
+
+
+def _publish(args: argparse.Namespace, settings: WorkerSettings) -> int:
+    import asyncio
+
+    from .kafkaio import publish
+    from .replay import open_input, read_lines
+
+    try:
+        stream = open_input(args.path)
+        with stream:
+            sent = asyncio.run(
+                publish(
+                    settings,
+                    read_lines(stream),
+                    rate=args.rate,
+                    stamp=args.stamp,
+                    key_by=args.key,
+                    timeout=args.timeout,
+                )
+            )
+    except OSError as exc:
+        print(
+            f"stream-app publish: cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 2
+    print(f"stream-app: published {sent} messages to {settings.input_topic}", file=sys.stderr)
+    return 0
+
+
+async def _alerts(args: argparse.Namespace, settings: WorkerSettings) -> None:
+    """Follow the alerts topic; on the way out (idle, Ctrl-C) print the counts."""
     import orjson
 
-    from .kafkaio import follow_alerts, print_alert, publish
-    from .replay import open_input, read_lines
-    from .settings import WorkerSettings
+    from .alerts import AlertCounts
+    from .kafkaio import BrokerError, follow_alerts, print_alert
 
-    settings = WorkerSettings()
-    if args.command == "publish":
-        with open_input(args.path) as stream:
-            sent = asyncio.run(
-                publish(settings, read_lines(stream), rate=args.rate, stamp=args.stamp)
-            )
-        print(f"stream-app: published {sent} lines to {settings.input_topic}", file=sys.stderr)
-        return 0
+    counts = AlertCounts()
 
-    latest: dict[str, dict[str, object]] = {}
-
-    def show(alert: dict[str, object]) -> None:
-        latest[str(alert["alert_id"])] = alert
+    def show(alert: dict[str, Any]) -> None:
+        counts.add(str(alert["alert_id"]), str(alert["rule_id"]), str(alert["status"]))
         if args.json:
             sys.stdout.write(orjson.dumps(alert).decode() + "\n")
             sys.stdout.flush()
         else:
             print_alert(alert)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(follow_alerts(settings, show, idle_seconds=args.idle))
-    open_by_rule = Counter(str(a["rule_id"]) for a in latest.values() if a["status"] == "open")
-    print(
-        f"stream-app: {len(latest)} alerts seen, {sum(open_by_rule.values())} open", file=sys.stderr
-    )
-    for rule_id, count in sorted(open_by_rule.items()):
-        print(f"  {rule_id}: {count}", file=sys.stderr)
-    return 0
+    unreachable = False
+    try:
+        await follow_alerts(settings, show, idle_seconds=args.idle, timeout=args.timeout)
+    except BrokerError:
+        unreachable = True
+        raise
+    finally:
+        if not unreachable:
+            lines = counts.render()
+            print(f"stream-app alerts: {lines[0]}", file=sys.stderr)
+            for line in lines[1:]:
+                print(line, file=sys.stderr)
 
 
 def _rules(args: argparse.Namespace) -> int:
@@ -194,6 +303,17 @@ def _rules(args: argparse.Namespace) -> int:
     from .rules import load_registry
 
     registry = load_registry()
+
+    def entry_json(entry: CodeEntry) -> dict[str, object]:
+        return {
+            "code": entry.code,
+            "valid_from": entry.valid_from,
+            "valid_until": entry.valid_until,
+            "replaced_by": list(entry.replaced_by),
+            "source": None if entry.source is None else str(entry.source),
+            "note": entry.note,
+        }
+
     if args.json:
         for spec in registry.specs.values():
             sys.stdout.write(
@@ -205,20 +325,70 @@ def _rules(args: argparse.Namespace) -> int:
                         "carc": spec.carc,
                         "citation": spec.citation,
                         "finality": spec.finality,
+                        "codes": [entry_json(e) for e in registry.code_entries(spec.rule_id)],
                     }
                 ).decode()
                 + "\n"
             )
         return 0
     width = max(len(rid) for rid in registry.ids)
-    print(f"{'RULE':<{width}}  SEVERITY  CARC  FINALITY     TITLE / CITATION")
+    print(f"{'RULE':<{width}}  SEVERITY  CARC  FINALITY     TITLE")
     for spec in registry.specs.values():
         print(
             f"{spec.rule_id:<{width}}  {spec.severity:<8}  {spec.carc:<4}  "
             f"{spec.finality:<11}  {spec.title}"
         )
-        print(f"{'':<{width}}  {'':<8}  {'':<4}  {'':<11}  § {spec.citation}")
+        print(f"    § {spec.citation}")
+        for text in _code_groups(registry.code_entries(spec.rule_id)):
+            print(textwrap.fill(text, 100, initial_indent="    ", subsequent_indent="        "))
+    print("\nSources of the dates:")
+    for source in dict.fromkeys(str(e.source) for e in registry.code_table.entries if e.source):
+        print(f"    {source}")
     return 0
+
+
+def _code_groups(entries: Sequence[CodeEntry]) -> list[str]:
+    """Codes with the same dates, replacement and source on one line:
+    `77014 G6001 G6002: until 2025-12-31, then 77387 [ASTRO, Winter 2026]`."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for entry in entries:
+        dates = (
+            f"from {entry.valid_from}" if entry.valid_from else "",
+            f"until {entry.valid_until}" if entry.valid_until else "",
+            f"then {'/'.join(entry.replaced_by)}" if entry.replaced_by else "",
+        )
+        effective = ", ".join(part for part in dates if part) or "no dated change"
+        if entry.valid_from and entry.note:  # a code whose terms changed: say how
+            effective += f" ({entry.note.split(';')[0]})"
+        source = entry.source
+        label = f" [{source.title.split(',')[0]}, {source.published}]" if source else ""
+        groups.setdefault((effective, label), []).append(entry.code)
+    return [
+        f"{' '.join(_ranges(found))}: {effective}{label}"
+        for (effective, label), found in groups.items()
+    ]
+
+
+def _ranges(found: list[str]) -> list[str]:
+    """G6003 G6004 ... G6016 -> G6003–G6016 (runs of three or more)."""
+    runs: list[list[str]] = []
+    for code in sorted(found):
+        last = runs[-1][-1] if runs else ""
+        if (
+            last
+            and code[:-2] == last[:-2]
+            and code[-2:].isdigit()
+            and last[-2:].isdigit()
+            and int(code[-2:]) == int(last[-2:]) + 1
+        ):
+            runs[-1].append(code)
+        else:
+            runs.append([code])
+    return [
+        f"{run[0]}–{run[-1]}" if len(run) >= 3 else code
+        for run in runs
+        for code in ([run[0]] if len(run) >= 3 else run)
+    ]
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from . import codes
-from .events import ClaimLineEvent, CourseEndEvent, Event
+from .events import ClaimEvent, ClaimLineEvent, CourseEndEvent, Event, event_date, event_patient
 from .model import (
     CourseRef,
     CourseState,
@@ -173,14 +173,14 @@ class Engine:
         stamps a course's last arrival for pruning.
         """
         stream = self._scope(scope)
-        own_date = event.date if isinstance(event, CourseEndEvent) else event.line.date_of_service
-        stream.advance(own_date if watermark is None else watermark, settled, latest)
+        stream.advance(event_date(event) if watermark is None else watermark, settled, latest)
         if isinstance(event, CourseEndEvent):
             result, due = self._course_end(event, stream.watermark, stream.latest)
-            patient_id = event.patient_id
+        elif isinstance(event, ClaimEvent):
+            result, due = self._claim(event, stream.watermark, stream.latest)
         else:
             result, due = self._claim_line(event, stream.watermark, stream.latest)
-            patient_id = event.line.patient_id
+        patient_id = event_patient(event)
         if result.outcome not in ("duplicate", "void_unknown"):
             stream.touch(patient_id, due)
         result.transitions.extend(self._sweep(stream))
@@ -247,6 +247,10 @@ class Engine:
             work = _Work(self, event.patient_id, "")
             ref = CourseRef(event.course_id, event.site)
             days = [(ref.site, d) for d in work.course(ref).dates]
+        elif isinstance(event, ClaimEvent):
+            work = _Work(self, event.patient_id, "")
+            locations = self.store.claim_locations(event.patient_id, event.claim_id).values()
+            days = sorted({(location.site, location.date_of_service) for location in locations})
         else:
             work = _Work(self, event.line.patient_id, "")
             location = self.store.get_location(
@@ -333,29 +337,34 @@ class Engine:
     ) -> tuple[Result, Due | None]:
         line = event.line
         work = _Work(self, line.patient_id, watermark, arrival)
-        location_key = (line.patient_id, line.claim_id, line.line_number)
-        location = self.store.get_location(location_key)
-        previous = work.line_at(location, line.key) if location else None
+        location = self.store.get_location((line.patient_id, line.claim_id, line.line_number))
         if event.action == "void":
-            if previous is None:
+            if not work.withdraw(location, line.key):
                 return Result("void_unknown", []), None
-            work.remove(previous, departing=True)
             return Result("void", work.finish()), self._next_due(work.patient)
-        if previous == line:
+        if not work.upsert(line, location):
             return Result("duplicate", []), None
-        if previous is not None:
-            work.remove(previous, departing=False)
-        if location is not None and (location.site, location.date_of_service) != (
-            line.site,
-            line.date_of_service,
-        ):
-            work.move_memos(location, line)
-        work.add(line)
-        self.store.put_location(
-            location_key, LineLocation(line.course_id, line.site, line.date_of_service)
-        )
-        work.advance(line.date_of_service)
         return Result("processed", work.finish()), self._next_due(work.patient)
+
+    def _claim(self, event: ClaimEvent, watermark: str, arrival: str) -> tuple[Result, Due | None]:
+        """A whole claim (SPEC 1.1): every line applied, then one evaluation."""
+        work = _Work(self, event.patient_id, watermark, arrival)
+        known = self.store.claim_locations(event.patient_id, event.claim_id)
+        listed = {line.line_number for line in event.lines}
+        withdrawn = {
+            "void": sorted(known),
+            "replacement": sorted(number for number in known if number not in listed),
+        }.get(event.frequency, [])
+        changed = False
+        for number in withdrawn:
+            changed |= work.withdraw(known[number], (event.claim_id, number))
+        if event.frequency != "void":
+            for line in event.lines:
+                changed |= work.upsert(line, known.get(line.line_number))
+        if not changed:
+            return Result("void_unknown" if event.frequency == "void" else "duplicate", []), None
+        outcome = "void" if event.frequency == "void" else "processed"
+        return Result(outcome, work.finish()), self._next_due(work.patient)
 
 
 def _resolved_message(spec: RuleSpec, line: Line) -> str:
@@ -420,6 +429,34 @@ class _Work:
         return self.day(location.site, location.date_of_service).lines.get(key)
 
     # -- changes -----------------------------------------------------------
+    def upsert(self, line: Line, location: LineLocation | None) -> bool:
+        """Bring in the line's latest version; False if it is already there."""
+        previous = self.line_at(location, line.key) if location else None
+        if previous == line:
+            return False
+        if previous is not None:
+            self.remove(previous, departing=False)
+        if location is not None and (location.site, location.date_of_service) != (
+            line.site,
+            line.date_of_service,
+        ):
+            self.move_memos(location, line)
+        self.add(line)
+        self.store.put_location(
+            (line.patient_id, line.claim_id, line.line_number),
+            LineLocation(line.course_id, line.site, line.date_of_service),
+        )
+        self.advance(line.date_of_service)
+        return True
+
+    def withdraw(self, location: LineLocation | None, key: LineKey) -> bool:
+        """Void the line at `location`; False if there is none to void."""
+        previous = self.line_at(location, key) if location else None
+        if previous is None:
+            return False
+        self.remove(previous, departing=True)
+        return True
+
     def add(self, line: Line) -> None:
         day = self.day(line.site, line.date_of_service)
         day.lines[line.key] = line
@@ -461,8 +498,9 @@ class _Work:
             course.dates.pop(line.date_of_service, None)
         self._count(course, line, -1)
 
-    @staticmethod
-    def _count(course: CourseState, line: Line, sign: int) -> None:
+    def _count(self, course: CourseState, line: Line, sign: int) -> None:
+        """Add (or take back) a line's part in the course facts. A line whose
+        code is deleted on its date counts only its fractions and modality."""
         course.fractions += sign * line.fractions()
         modality = line.delivery_modality()
         if modality is not None:
@@ -471,6 +509,8 @@ class _Work:
                 course.modalities[modality] = left
             else:
                 course.modalities.pop(modality, None)
+        if self.engine.registry.code_table.deleted(line.hcpcs, line.date_of_service):
+            return
         if line.has_skin_or_keloid_dx():
             course.skin_lines += sign
         if line.hcpcs == codes.PORT_IMAGE:
@@ -584,16 +624,27 @@ class _Work:
         return view
 
     def _day_view(self, site: str, day_date: str, day: DayState) -> DayView:
-        lines = sorted(day.lines.values(), key=lambda line: (line.claim_id, line.line_number))
+        """What rules see of a day. A line whose code is deleted on its date
+        goes to `deleted` only: no other rule sees it, as a line or as
+        evidence; a deleted delivery code still counts its fractions and
+        modality (SPEC 6, deleted-code). This is the one place that hides it."""
+        table = self.engine.registry.code_table
+        lines: list[Line] = []
+        deleted: list[tuple[Line, codes.CodeEntry]] = []
         by_code: dict[str, list[Line]] = {}
         fractions = 0
         modalities = set()
-        for line in lines:
-            by_code.setdefault(line.hcpcs, []).append(line)
+        for line in sorted(day.lines.values(), key=lambda line: (line.claim_id, line.line_number)):
             modality = line.delivery_modality()
             if modality is not None:
                 modalities.add(modality)
                 fractions += line.fractions()
+            entry = table.deleted(line.hcpcs, day_date)
+            if entry is not None:
+                deleted.append((line, entry))
+                continue
+            lines.append(line)
+            by_code.setdefault(line.hcpcs, []).append(line)
         engine = self.engine
         return DayView(
             date_of_service=day_date,
@@ -604,6 +655,7 @@ class _Work:
             has_delivery=bool(modalities),
             course=lambda course_id: self.course_view(course_id, site),
             profile=lambda line: engine.profile_of(line.payer_id, line.payer_type),
+            deleted=deleted,
         )
 
     def restate_day(self, site: str, day_date: str) -> list[Transition]:
@@ -646,7 +698,7 @@ class _Work:
         current: dict[LineKey, dict[str, Violation]] = {}
         if day.lines:
             view = self._day_view(site, day_date, day)
-            for declared in self.engine.registry.for_codes(view.by_code):
+            for declared in self.engine.registry.for_codes(view.by_code, bool(view.deleted)):
                 if only is not None and declared.spec.rule_id not in only:
                     continue
                 for violation in declared.check(view):

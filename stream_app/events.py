@@ -22,7 +22,22 @@ MAX_EVENT_BYTES: Final = 1024 * 1024
 CLAIM_TYPES: Final = frozenset({"professional", "institutional"})
 PAYER_TYPES: Final = frozenset({"medicare", "medicaid", "commercial", "other"})
 ACTIONS: Final = frozenset({"upsert", "void"})
-KINDS: Final = frozenset({"claim_line", "course_end"})
+KINDS: Final = frozenset({"claim_line", "course_end", "claim"})
+FREQUENCIES: Final = frozenset({"original", "replacement", "void"})
+MAX_CLAIM_LINES: Final = 999
+# Claim-level values that each line of a claim message takes unless it gives
+# its own (SPEC 1.1).
+CLAIM_LEVEL_FIELDS: Final = (
+    "claim_type",
+    "place_of_service",
+    "payer_id",
+    "payer_type",
+    "diagnosis_codes",
+    "course_id",
+    "site",
+    "modality",
+    "received_at",
+)
 SCHEMA_VERSIONS: Final = frozenset({1})
 
 _DATE_SHAPE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -49,12 +64,41 @@ class CourseEndEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimEvent:
+    """A whole claim (SPEC 1.1): its lines are applied together."""
+
+    patient_id: str
+    claim_id: str
+    frequency: str  # "original" | "replacement" | "void"
+    lines: tuple[Line, ...]  # by line number; empty only for a void
+    received_at: str | None = None
+
+    @property
+    def date(self) -> str:
+        """The claim's event time: its latest date of service ("" for a bare void)."""
+        return max((line.date_of_service for line in self.lines), default="")
+
+
+@dataclass(frozen=True, slots=True)
 class Invalid:
     reason: str  # a short fixed category, fit for a metric label
     detail: str  # which field and why, for people
 
 
-Event = ClaimLineEvent | CourseEndEvent
+Event = ClaimLineEvent | CourseEndEvent | ClaimEvent
+
+
+def event_date(event: Event) -> str:
+    """The event's own event time: its date of service, or the course's end."""
+    if isinstance(event, CourseEndEvent | ClaimEvent):
+        return event.date
+    return event.line.date_of_service
+
+
+def event_patient(event: Event) -> str:
+    if isinstance(event, CourseEndEvent | ClaimEvent):
+        return event.patient_id
+    return event.line.patient_id
 
 
 class _Reject(Exception):
@@ -91,7 +135,11 @@ def _parse_document(doc: dict[str, Any]) -> Event:
         return _parse_claim_line(doc)
     if kind == "course_end":
         return _parse_course_end(doc)
-    raise _Reject("unknown_kind", f"kind: unknown {kind!r}; expected claim_line or course_end")
+    if kind == "claim":
+        return _parse_claim(doc)
+    raise _Reject(
+        "unknown_kind", f"kind: unknown {kind!r}; expected claim_line, claim or course_end"
+    )
 
 
 def _parse_claim_line(doc: dict[str, Any]) -> ClaimLineEvent:
@@ -116,6 +164,68 @@ def _parse_claim_line(doc: dict[str, Any]) -> ClaimLineEvent:
         modality=_modality(doc),
     )
     return ClaimLineEvent(line, action, _timestamp(doc, "received_at"))
+
+
+def _parse_claim(doc: dict[str, Any]) -> ClaimEvent:
+    patient_id = _string(doc, "patient_id")
+    claim_id = _string(doc, "claim_id")
+    frequency = _enum(doc, "frequency", FREQUENCIES, "original")
+    raw_lines = doc.get("lines")
+    if raw_lines is None:
+        raw_lines = [] if frequency == "void" else None
+    if not isinstance(raw_lines, list):
+        raise _missing("lines") if raw_lines is None else _wrong("lines", "a list", raw_lines)
+    if not raw_lines and frequency != "void":
+        raise _Reject("bad_field", "lines: a claim needs 1 to 999 lines (empty only for a void)")
+    if len(raw_lines) > MAX_CLAIM_LINES:
+        raise _Reject("bad_field", f"lines: {len(raw_lines)} lines; at most {MAX_CLAIM_LINES}")
+    inherited = {name: doc[name] for name in CLAIM_LEVEL_FIELDS if doc.get(name) is not None}
+    # Claim-level values are checked once, as such, so that a bad one is named
+    # as the claim's, not as its first line's.
+    _check_claim_level(inherited)
+    received_at = _timestamp(doc, "received_at")
+    lines: dict[int, Line] = {}
+    for index, raw_line in enumerate(raw_lines):
+        line = _claim_message_line(raw_line, index, inherited, patient_id, claim_id)
+        if line.line_number in lines:
+            raise _Reject(
+                "bad_field", f"lines[{index}]: line_number {line.line_number} appears twice"
+            )
+        lines[line.line_number] = line
+    ordered = tuple(lines[number] for number in sorted(lines))
+    return ClaimEvent(patient_id, claim_id, frequency, ordered, received_at)
+
+
+def _check_claim_level(inherited: dict[str, Any]) -> None:
+    checks = {
+        "claim_type": lambda d: _enum(d, "claim_type", CLAIM_TYPES, None),
+        "place_of_service": _pos,
+        "payer_id": lambda d: _string(d, "payer_id", required=False),
+        "payer_type": lambda d: _enum(d, "payer_type", PAYER_TYPES, "other"),
+        "diagnosis_codes": _diagnoses,
+        "course_id": lambda d: _string(d, "course_id"),
+        "site": lambda d: _string(d, "site"),
+        "modality": _modality,
+    }
+    for name, check in checks.items():
+        if name in inherited:
+            check(inherited)
+
+
+def _claim_message_line(
+    raw_line: Any, index: int, inherited: dict[str, Any], patient_id: str, claim_id: str
+) -> Line:
+    if not isinstance(raw_line, dict):
+        raise _wrong(f"lines[{index}]", "a line object", raw_line)
+    fields = {**inherited, **raw_line, "patient_id": patient_id, "claim_id": claim_id}
+    fields.pop("action", None)
+    fields.pop("kind", None)
+    try:
+        return _parse_claim_line(fields).line
+    except _Reject as rejected:
+        number = raw_line.get("line_number")
+        which = f"line_number {number}" if isinstance(number, int) else f"lines[{index}]"
+        raise _Reject(rejected.reason, f"{which}: {rejected.detail}") from None
 
 
 def _parse_course_end(doc: dict[str, Any]) -> CourseEndEvent:

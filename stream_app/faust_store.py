@@ -134,6 +134,9 @@ class FaustStore:
         raw = self._get(_LOCATIONS, claim_key)
         return claim_key, codec.decode_claim_locations(raw) if raw else {}
 
+    def claim_locations(self, patient_id: str, claim_id: str) -> dict[int, LineLocation]:
+        return self._claim_locations((patient_id, claim_id, 0))[1]
+
     def get_location(self, key: LocationKey) -> LineLocation | None:
         return self._claim_locations(key)[1].get(key[2])
 

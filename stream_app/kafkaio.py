@@ -1,27 +1,44 @@
 """Small Kafka clients around the worker: publish a JSON-lines file as intake
-would (keyed by claim), and follow the alerts topic."""
+would (keyed by patient, SPEC 1), and follow the alerts topic."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
 
 from .settings import WorkerSettings
-from .topics import admin_kwargs
+from .topics import _LoggedErrors, admin_kwargs
+
+# How long `publish` and `follow_alerts` try to reach the broker (and `publish`
+# waits for a topic's metadata or a send's acknowledgement) before they raise
+# BrokerError: aiokafka's own request timeout. The command line's `--timeout`
+# is shorter (cli.KAFKA_TIMEOUT_SECONDS).
+DEFAULT_TIMEOUT_SECONDS = 40.0
+CHECK = "check KAFKA_BOOTSTRAP_SERVERS, that the broker is up, and STREAM_APP_SECURITY_PROTOCOL"
 
 
-def _intake_key(raw: bytes) -> bytes | None:
+class BrokerError(RuntimeError):
+    """The broker could not be reached, refused the client, or lost a send."""
+
+
+def intake_key(raw: bytes, key_by: str = "patient_id") -> bytes | None:
+    """The Kafka key intake gives a message: its patient id (SPEC 1), so that
+    all of a patient's messages share a partition. `key_by="claim_id"` keys
+    by claim instead, as older intake did (the worker re-keys those)."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
     if isinstance(doc, dict):
-        key = doc.get("claim_id") or doc.get("patient_id")
+        key = doc.get(key_by) or doc.get("patient_id")
         if isinstance(key, str):
             return key.encode()
     return None
@@ -33,22 +50,72 @@ def _client_kwargs(settings: WorkerSettings) -> dict[str, Any]:
     return kwargs
 
 
+async def _start(
+    client: AIOKafkaProducer | AIOKafkaConsumer, settings: WorkerSettings, timeout: float
+) -> None:
+    """Start a client within `timeout` seconds, or raise BrokerError with the
+    cause aiokafka logged (its own error says only "Unable to bootstrap")."""
+    logged = _LoggedErrors()
+    aiokafka_log = logging.getLogger("aiokafka")
+    aiokafka_log.addHandler(logged)  # also keeps its retries off stderr
+    try:
+        await asyncio.wait_for(client.start(), timeout)
+    except asyncio.CancelledError:  # Ctrl-C
+        with contextlib.suppress(Exception):
+            await client.stop()
+        raise
+    except (TimeoutError, KafkaError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            await client.stop()
+        refused = [
+            e
+            for e in logged.errors
+            if isinstance(e, SaslAuthenticationFailed | UnsupportedSaslMechanismError)
+        ]
+        servers = settings.bootstrap_servers
+        if refused:
+            raise BrokerError(
+                f"Kafka at {servers} refused to authenticate SASL user "
+                f"{settings.sasl_username!r} ({settings.sasl_mechanism}): {refused[-1]}; "
+                "check STREAM_APP_SASL_USERNAME, _PASSWORD and _MECHANISM"
+            ) from None
+        if isinstance(exc, TimeoutError):
+            why = f"no answer within {timeout:g}s"
+        else:
+            cause = logged.errors[-1] if logged.errors else exc
+            why = f"{type(cause).__name__}: {cause}"
+        raise BrokerError(f"cannot reach Kafka at {servers} ({why}); {CHECK}") from None
+    finally:
+        aiokafka_log.removeHandler(logged)
+
+
 async def publish(
     settings: WorkerSettings,
     lines: Iterable[bytes],
     *,
     rate: float | None = None,
     stamp: bool = False,
+    key_by: str = "patient_id",
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> int:
-    """Send each non-empty line to the input topic; returns how many were sent."""
+    """Send each non-empty line to the input topic; returns how many were
+    delivered. Raises BrokerError when the broker cannot be reached within
+    `timeout` seconds, or a send fails (the topic missing, the broker lost)."""
     producer = AIOKafkaProducer(
         **_client_kwargs(settings),
         linger_ms=5,
         max_request_size=4 * 1024 * 1024,
         acks="all",
+        request_timeout_ms=int(timeout * 1000),
     )
-    await producer.start()
+    await _start(producer, settings, timeout)
     sent = 0
+    failed: list[BaseException] = []
+
+    def delivered(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None and not failed:
+            failed.append(future.exception())  # type: ignore[arg-type]
+
     try:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -57,15 +124,27 @@ async def publish(
                 continue
             if stamp:
                 raw = _stamp(raw)
-            await producer.send(settings.input_topic, raw, key=_intake_key(raw))
+            future = await producer.send(settings.input_topic, raw, key=intake_key(raw, key_by))
+            future.add_done_callback(delivered)
+            if failed:
+                break
             sent += 1
             if rate:
                 delay = started + sent / rate - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
         await producer.flush()
+    except KafkaError as exc:
+        failed.append(exc)
     finally:
         await producer.stop()
+    if failed:
+        error = failed[0]
+        raise BrokerError(
+            f"sending to topic {settings.input_topic} on Kafka at {settings.bootstrap_servers} "
+            f"failed with {sent} lines queued ({type(error).__name__}: {error}); "
+            "check that the topic exists (the worker creates it) and that the broker is up"
+        )
     return sent
 
 
@@ -90,8 +169,10 @@ async def follow_alerts(
     idle_seconds: float | None = None,
     from_beginning: bool = True,
     stop: asyncio.Event | None = None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> int:
-    """Read alerts until `idle_seconds` pass with none (or forever); returns the count."""
+    """Read alerts until `idle_seconds` pass with none (or forever); returns the
+    count. Raises BrokerError when the broker cannot be reached within `timeout`."""
     consumer = AIOKafkaConsumer(
         settings.alerts_topic,
         **_client_kwargs(settings),
@@ -100,7 +181,7 @@ async def follow_alerts(
         group_id=None,
         isolation_level="read_committed",
     )
-    await consumer.start()
+    await _start(consumer, settings, timeout)
     count = 0
     try:
         loop = asyncio.get_running_loop()
@@ -109,14 +190,49 @@ async def follow_alerts(
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             for records in batches.values():
                 for record in records:
-                    on_alert(orjson.loads(record.value))
-                    count += 1
                     last = loop.time()
+                    alert = _alert(record.value)
+                    if alert is None:
+                        where = f"partition {record.partition} offset {record.offset}"
+                        sys.stderr.write(
+                            f"stream-app alerts: skipped a message that is not an alert "
+                            f"({record.topic} {where})\n"
+                        )
+                        continue
+                    on_alert(alert)
+                    count += 1
             if idle_seconds is not None and loop.time() - last > idle_seconds:
                 break
     finally:
         await consumer.stop()
     return count
+
+
+# What `alerts` reads and prints of each message.
+ALERT_KEYS = (
+    "alert_id",
+    "status",
+    "finality",
+    "severity",
+    "carc",
+    "rule_id",
+    "claim_id",
+    "line_number",
+    "hcpcs",
+    "date_of_service",
+    "message",
+)
+
+
+def _alert(value: bytes | None) -> dict[str, Any] | None:
+    """The alert a message carries, or None for one that is not an alert."""
+    try:
+        doc = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or not all(key in doc for key in ALERT_KEYS):
+        return None
+    return doc
 
 
 def print_alert(alert: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
-from .alerts import encode_alert, now_rfc3339
+from .alerts import AlertCounts, encode_alert, now_rfc3339
 from .engine import Engine, Transition
 from .events import Event, Invalid, parse_event
 from .store import MemoryStore
@@ -23,22 +23,16 @@ class ReplaySummary:
     events: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     invalid: Counter[str] = field(default_factory=Counter)
-    transitions: Counter[str] = field(default_factory=Counter)  # by status
-    open_alerts: dict[str, str] = field(default_factory=dict)  # alert_id -> rule_id
+    alerts: AlertCounts = field(default_factory=AlertCounts)
     pruned_courses: int = 0
     seconds: float = 0.0
 
     def record(self, transition: Transition) -> None:
-        self.transitions[transition.status] += 1
-        line = transition.line
-        alert_id = f"{transition.spec.rule_id}:{line.patient_id}:{line.claim_id}:{line.line_number}"
-        if transition.status == "open":
-            self.open_alerts[alert_id] = transition.spec.rule_id
-        else:
-            self.open_alerts.pop(alert_id, None)
+        line, rule_id = transition.line, transition.spec.rule_id
+        alert_id = f"{rule_id}:{line.patient_id}:{line.claim_id}:{line.line_number}"
+        self.alerts.add(alert_id, rule_id, transition.status)
 
     def render(self) -> str:
-        by_rule = Counter(self.open_alerts.values())
         rate = self.lines_read / self.seconds if self.seconds else 0.0
         parts = [
             f"replay: {self.lines_read} lines read in {self.seconds:.2f}s ({rate:,.0f} lines/s)",
@@ -46,12 +40,9 @@ class ReplaySummary:
             + " ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items())),
             f"  invalid: {sum(self.invalid.values())} "
             + " ".join(f"{k}={v}" for k, v in sorted(self.invalid.items())),
-            f"  alert messages: {sum(self.transitions.values())} "
-            + " ".join(f"{k}={v}" for k, v in sorted(self.transitions.items())),
             f"  courses pruned from state: {self.pruned_courses}",
-            f"  open alerts: {len(self.open_alerts)}",
         ]
-        parts.extend(f"    {rule_id}: {count}" for rule_id, count in sorted(by_rule.items()))
+        parts.extend(f"  {line}" for line in self.alerts.render())
         return "\n".join(parts)
 
 
@@ -71,10 +62,48 @@ def relaxed_gc() -> Iterator[None]:
         gc.set_threshold(*threshold)
 
 
+class _InvalidRun:
+    """Invalid lines in a row. The first `shown` of a run are reported one by
+    one; the rest (a binary file, say) in one line when the run ends."""
+
+    def __init__(self, shown: int) -> None:
+        self.shown = shown
+        self.length = 0
+        self.first_hidden = 0
+        self.last = 0
+        self.hidden: Counter[str] = Counter()
+
+    def add(self, number: int, reason: str) -> bool:
+        """Counts an invalid line; True if it is to be reported on its own."""
+        self.length += 1
+        self.last = number
+        if self.length <= self.shown:
+            return True
+        if not self.hidden:
+            self.first_hidden = number
+        self.hidden[reason] += 1
+        return False
+
+    def end(self, err: TextIO) -> None:
+        if self.hidden:
+            reasons = " ".join(f"{k}={v}" for k, v in sorted(self.hidden.items()))
+            err.write(
+                f"replay: lines {self.first_hidden}-{self.last}: this does not look like "
+                f"JSON lines: {self.length} invalid lines in a row, the last "
+                f"{sum(self.hidden.values())} not shown ({reasons})\n"
+            )
+            self.hidden.clear()
+        self.length = 0
+
+
 class Replay:
     """Feeds events to an engine and closes every course at the end unless
     told not to. Parse, evaluate and emit are separate steps so that the
     benchmark can time them."""
+
+    # Invalid lines in a row reported one by one before the rest of the run
+    # is summed up in one line.
+    INVALID_SHOWN = 20
 
     def __init__(
         self,
@@ -96,6 +125,7 @@ class Replay:
         self.fixed_time = fixed_time
         self.progress_seconds = progress_seconds
         self.summary = ReplaySummary()
+        self._invalid_run = _InvalidRun(self.INVALID_SHOWN)
 
     def run(self, lines: Iterable[bytes]) -> ReplaySummary:
         started = time.perf_counter()
@@ -111,6 +141,7 @@ class Replay:
                     self.err.write(f"replay: {number:,} lines, {number / elapsed:,.0f} lines/s\n")
                     self.err.flush()
                     next_progress = time.perf_counter() + self.progress_seconds
+            self._invalid_run.end(self.err)
             if self.close_at_end:
                 self.emit(self.close())
         self.summary.seconds = time.perf_counter() - started
@@ -127,8 +158,11 @@ class Replay:
         event = parse_event(raw)
         if isinstance(event, Invalid):
             self.summary.invalid[event.reason] += 1
-            self.err.write(f"replay: line {number}: invalid ({event.reason}): {event.detail}\n")
+            if self._invalid_run.add(number, event.reason):
+                self.err.write(f"replay: line {number}: invalid ({event.reason}): {event.detail}\n")
             return None
+        if self._invalid_run.length:
+            self._invalid_run.end(self.err)
         return event
 
     def evaluate(self, event: Event) -> list[Transition]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -69,3 +69,13 @@ class WorkerSettings(BaseSettings):
         return [
             f"kafka://{host.strip()}" for host in self.bootstrap_servers.split(",") if host.strip()
         ]
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Pydantic's errors on one line, each named by its environment variable."""
+
+    def variable(loc: tuple[int | str, ...]) -> str:
+        name = str(loc[0]) if loc else "settings"
+        return name if name.isupper() else f"STREAM_APP_{name.upper()}"
+
+    return "; ".join(f"{variable(error['loc'])}: {error['msg']}" for error in exc.errors())

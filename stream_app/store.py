@@ -29,6 +29,9 @@ class Store(Protocol):
     def get_location(self, key: LocationKey) -> LineLocation | None: ...
     def put_location(self, key: LocationKey, location: LineLocation) -> None: ...
     def del_location(self, key: LocationKey) -> None: ...
+    def claim_locations(self, patient_id: str, claim_id: str) -> dict[int, LineLocation]:
+        """Every line number of the claim that state knows (present or voided)."""
+        ...
 
 
 class MemoryStore:
@@ -38,7 +41,8 @@ class MemoryStore:
         self.patients: dict[str, PatientState] = {}
         self.courses: dict[CourseKey, CourseState] = {}
         self.days: dict[DayKey, DayState] = {}
-        self.locations: dict[LocationKey, LineLocation] = {}
+        # (patient, claim) -> {line number: location}, as the worker keeps them
+        self.locations: dict[tuple[str, str], dict[int, LineLocation]] = {}
 
     def get_patient(self, patient_id: str) -> PatientState | None:
         return self.patients.get(patient_id)
@@ -68,13 +72,21 @@ class MemoryStore:
         self.days.pop(key, None)
 
     def get_location(self, key: LocationKey) -> LineLocation | None:
-        return self.locations.get(key)
+        found = self.locations.get((key[0], key[1]))
+        return found.get(key[2]) if found else None
 
     def put_location(self, key: LocationKey, location: LineLocation) -> None:
-        self.locations[key] = location
+        self.locations.setdefault((key[0], key[1]), {})[key[2]] = location
 
     def del_location(self, key: LocationKey) -> None:
-        self.locations.pop(key, None)
+        found = self.locations.get((key[0], key[1]))
+        if found is not None:
+            found.pop(key[2], None)
+            if not found:
+                del self.locations[(key[0], key[1])]
+
+    def claim_locations(self, patient_id: str, claim_id: str) -> dict[int, LineLocation]:
+        return dict(self.locations.get((patient_id, claim_id), {}))
 
     def patient_ids(self) -> Iterator[str]:
         return iter(list(self.patients))

@@ -7,7 +7,8 @@ physics and management lines a hospital (837I technical + 837P professional
 with modifier 26, POS 22/19) or a freestanding centre (837P global, POS 11)
 would bill for that modality, payer and year. 2025 and 2026 follow the code
 sets of their year (77385/77386/G6003-G6016 until 2025, 77402/77407/77412 with
-a modality and professional-only 77387 from 2026).
+a modality and professional-only 77387, which includes intrafraction tracking,
+from 2026: 77014, G6001, G6002 and G6017 are deleted then).
 
 With violation rate 0 the stream is clean: it produces no alert at all. With
 a rate R, a fraction R of the courses gets one violation picked from a menu
@@ -18,15 +19,14 @@ service never go backwards (late voids name a line by its identity only and
 carry no date).
 
 `generate` yields event documents; `generate_lines` yields encoded JSON lines
-and can salt them with invalid ones; `main` is `stream-app generate`.
+and can salt them with invalid ones. The command, `stream-app generate`, is
+stream_app/generate.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import heapq
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +35,8 @@ from random import Random
 from typing import Any, Final
 
 import orjson
+
+from .synth_claims import as_claims
 
 Doc = dict[str, Any]
 
@@ -271,19 +273,31 @@ class Stats:
     violations: Counter[str] = field(default_factory=Counter)
     episodes: Counter[str] = field(default_factory=Counter)  # voids and corrections
     invalid: Counter[str] = field(default_factory=Counter)
+    claims: int = 0  # claim messages written (--format claims)
+    claim_lines: Counter[int] = field(default_factory=Counter)  # lines per claim -> claims
 
     def render(self) -> str:
         def counts(counter: Counter[str]) -> str:
             return " ".join(f"{k}={v}" for k, v in sorted(counter.items())) or "-"
 
         return "\n".join([
-            f"generate: {self.lines} lines, {self.events} events, {self.patients} patients, "
+            f"generate: {self.lines} {'messages' if self.claims else 'lines'}, "
+            f"{self.events} events, {self.patients} patients, "
             f"{self.courses} courses",
             f"  modalities: {counts(self.families)}",
             f"  injected violations: {sum(self.violations.values())} {counts(self.violations)}",
             f"  voids/corrections: {sum(self.episodes.values())} {counts(self.episodes)}",
             f"  invalid lines: {sum(self.invalid.values())} {counts(self.invalid)}",
+            *([self._claims_line()] if self.claims else []),
         ])
+
+    def _claims_line(self) -> str:
+        sizes = sorted(self.claim_lines.elements())
+        mean = sum(sizes) / len(sizes)
+        return (
+            f"  claim messages: {self.claims}, lines per claim: mean {mean:.1f}, "
+            f"median {sizes[len(sizes) // 2]}, max {sizes[-1]}"
+        )
 
 
 class _Course:
@@ -560,7 +574,7 @@ class _Course:
         if port_day:
             self.port_days.append(day)
             self.line(day, "77417", INST if self.hospital else PROF)
-        if self.intrafraction:
+        if self.intrafraction and day < _Y2026:  # from 2026 part of 77387 (G6017 deleted)
             self.line(day, "G6017", INST if self.hospital else PROF)
 
     # -- editing, for violations and voids ------------------------------------
@@ -660,7 +674,7 @@ def _v_igrt_tc_with_imrt(c: _Course) -> bool:
 
 
 def _v_intrafraction_units(c: _Course) -> bool:
-    day = _pick(c, c.fraction_days)
+    day = _pick(c, [d for d in c.fraction_days if d < _Y2026])  # G6017 is deleted from 2026
     if day is None:
         return False
     found = c.guidance_docs(day, "G6017")
@@ -1138,14 +1152,22 @@ def generate_lines(
     synth: Synth,
     invalid_rate: float = 0.0,
     max_lines: int | None = None,
+    *,
+    claims: bool = False,
 ) -> Iterator[bytes]:
-    """Encoded lines (no newline) of a stream, with a share of invalid ones."""
+    """Encoded messages (no newline) of a stream, with a share of invalid ones:
+    line messages, or with `claims` the same lines as claim messages (SPEC 1.1)
+    submitted weekly (professional) and monthly (institutional)."""
     rng = Random(synth.seed ^ 0x5EED)
     stats = synth.stats
     dumps = orjson.dumps
     limit = max_lines if max_lines is not None else -1
     written = 0
-    for doc in synth.events():
+    docs = as_claims(synth.events()) if claims else synth.events()
+    for doc in docs:
+        if doc.get("kind") == "claim":
+            stats.claims += 1
+            stats.claim_lines[len(doc["lines"])] += 1
         if written == limit:
             return
         encoded = dumps(doc)
@@ -1160,85 +1182,8 @@ def generate_lines(
     stats.lines = written
 
 
-# -- command line --------------------------------------------------------------------
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not >= 1")
-    return value
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stream-app generate",
-        description="Write a seeded synthetic claim-line stream (JSON lines), in date order.",
-    )
-    parser.add_argument("--patients", type=int, default=100, metavar="N")
-    parser.add_argument("--fractions", type=_positive, default=DEFAULT_FRACTIONS, metavar="M",
-                        help="fractions of a typical conventional course (default 25); "
-                             "sites scale around it, SBRT and brachytherapy keep theirs")
-    parser.add_argument("--violation-rate", type=_rate, default=0.0, metavar="R",
-                        help="share of courses given one violation (0..1, default 0)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S")
-    parser.add_argument("--output", "-o", default="-", metavar="PATH",
-                        help="output file (default stdout)")
-    parser.add_argument("--invalid-rate", type=_rate, default=0.0, metavar="R",
-                        help="share of lines followed by an invalid line (default 0)")
-    parser.add_argument("--voids", type=_rate, nargs="?", const=DEFAULT_VOID_RATE, default=0.0,
-                        metavar="R", help="share of courses with a void, correction, rebill "
-                                          f"or duplicate (default {DEFAULT_VOID_RATE} if given)")
-    parser.add_argument("--start", type=date.fromisoformat, default=DEFAULT_START,
-                        metavar="YYYY-MM-DD", help="first course start (default 2025-01-01)")
-    parser.add_argument("--span-days", type=_positive, default=DEFAULT_SPAN_DAYS, metavar="D",
-                        help=f"course starts spread over D days (default {DEFAULT_SPAN_DAYS})")
-    parser.add_argument("--max-lines", type=_positive, default=None, metavar="N",
-                        help="stop after N lines")
-    parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
-    return parser
-
-
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--"]:  # `stream-app generate -- --patients 5`
-        argv = argv[1:]
-    args = _parser().parse_args(argv)
-    if args.patients < 0:
-        print("stream-app generate: --patients must be >= 0", file=sys.stderr)
-        return 2
-    synth = Synth(args.patients, args.fractions, args.violation_rate, args.seed,
-                  start=args.start, span_days=args.span_days, void_rate=args.voids)
-    try:
-        out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
-    except OSError as exc:
-        print(f"stream-app generate: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
-        return 2
-    try:
-        batch: list[bytes] = []
-        for encoded in generate_lines(synth, args.invalid_rate, args.max_lines):
-            batch.append(encoded)
-            if len(batch) >= 4096:
-                batch.append(b"")
-                out.write(b"\n".join(batch))
-                batch.clear()
-        if batch:
-            batch.append(b"")
-            out.write(b"\n".join(batch))
-        out.flush()
-    finally:
-        if out is not sys.stdout.buffer:
-            out.close()
-    if not args.quiet:
-        print(synth.stats.render(), file=sys.stderr)
-    return 0
+    """`stream-app generate` (its options and output are in stream_app/generate.py)."""
+    from .generate import main as generate_main
 
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    return generate_main(argv)

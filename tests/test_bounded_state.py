@@ -22,7 +22,7 @@ def held(store: MemoryStore) -> dict[str, int]:
         "patients": len(store.patients),
         "courses": len(store.courses),
         "days": len(store.days),
-        "locations": len(store.locations),
+        "locations": sum(len(claim) for claim in store.locations.values()),
     }
 
 

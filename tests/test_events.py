@@ -51,7 +51,7 @@ CORPUS = [
     pytest.param(b"null", "not_object", "null", id="null"),
     pytest.param(b"42", "not_object", "integer", id="number"),
     pytest.param(b"{}", "missing_field", "patient_id", id="empty-object"),
-    pytest.param(with_(LINE, kind="claim"), "unknown_kind", "kind", id="unknown-kind"),
+    pytest.param(with_(LINE, kind="claim_header"), "unknown_kind", "kind", id="unknown-kind"),
     pytest.param(with_(LINE, schema_version=2), "unknown_schema", "schema_version",
                  id="schema-version-2"),
     pytest.param(with_(LINE, schema_version="1"), "unknown_schema", "schema_version",

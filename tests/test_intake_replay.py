@@ -8,13 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
-
-# Until claim messages (SPEC 1.1) are in the engine, replay and the worker (main).
-pytestmark = pytest.mark.skipif(
-    not hasattr(__import__("stream_app.events").events, "ClaimEvent"),
-    reason="claim messages are not in the engine yet",
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "x12"

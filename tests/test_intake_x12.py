@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_app.intake import sites
-from stream_app.intake.claims import dependent_suffix
-from stream_app.intake.run import Intake, validate
+from stream_app.intake.claims import dependent_suffix, validate
+from stream_app.intake.run import Intake
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT.parent / "shared" / "external" / "x12"
@@ -500,14 +500,14 @@ def test_fractional_units_reject_the_claim():
     ("line", "why"),
     [
         ("LX*1~SV1*HC:7741*1*UN*1***1~DTP*472*D8*20260105~",
-         "line 1 fails SPEC 1: hcpcs: expected a 5-character CPT/HCPCS code"),
+         "segment 12 SV1: fails SPEC 1: line_number 1: hcpcs: expected a 5-character"),
         ("LX*1~SV1*HC:77412*1*UN*0***1~DTP*472*D8*20260105~", "SV104 units '0' are fewer than 1"),
         ("LX*1~SV1*HC:77412*1*UN*1***1~DTP*472*D8*20260231~",
          "DTP*472 date '20260231' is not a CCYYMMDD date"),
         ("LX*1~SV1*HC:77412*1*UN*1***7~DTP*472*D8*20260105~",
          "SV107 diagnosis pointer '7' does not name one of the claim's 1 diagnoses"),
         ("LX*1~SV1*HC:77412*1*UN*1***1~DTP*472*D8*20260105~LX*1~SV1*HC:77417*1*UN*1***1~"
-         "DTP*472*D8*20260105~", "line number 1 (LX01) appears twice"),
+         "DTP*472*D8*20260105~", "segment 14 LX: LX01 1 appears twice"),
     ],
 )  # fmt: skip
 def test_a_line_that_fails_spec_1_rejects_its_claim(line, why):
@@ -592,8 +592,7 @@ def test_envelope_counts_and_control_numbers_are_checked():
     messages, intake, err = convert(bad, "i.837")
     assert len(messages) == 4  # the transaction set itself is whole
     assert err.splitlines() == [
-        "stream-app: i.837: interchange 000000201: GE01 says '2' transaction sets; "
-        "the group has 1",
+        "stream-app: i.837: interchange 000000201: GE01 says '2' transaction sets; the group has 1",
         "stream-app: i.837: interchange 000000201: IEA02 '000000999' does not match "
         "ISA13 '000000201'",
     ]

@@ -1,6 +1,8 @@
 """`stream-app replay` end to end, as a subprocess (SPEC 7)."""
 
 import json
+import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +61,7 @@ def test_replay_writes_alerts_to_stdout_and_a_summary_to_stderr(events_file):
     for m in messages:
         parts = (m["rule_id"], m["patient_id"], m["claim_id"], str(m["line_number"]))
         assert m["alert_id"] == ":".join(parts)
-        assert m["ruleset"] == "evolent-igrt-2024.04"
+        assert m["ruleset"] == "evolent-igrt-2024.04+2026"
     open_ = fold(messages)
     assert {aid: (a["finality"], a["excess_units"]) for aid, a in open_.items()} == {
         "port-image-frequency:P1:A:1": ("final", 1),
@@ -70,7 +72,7 @@ def test_replay_writes_alerts_to_stdout_and_a_summary_to_stderr(events_file):
     assert "line 3: invalid (not_json)" in err
     assert "line 6: invalid (bad_field)" in err and "units" in err
     assert "invalid: 2" in err
-    assert "open alerts: 3" in err
+    assert "alert messages (open=" in err and ", 3 open" in err
     assert b"replay:" not in done.stdout
 
 
@@ -151,3 +153,63 @@ def test_a_directory_cannot_be_read(tmp_path):
     done = replay(str(tmp_path))
     assert done.returncode != 0
     assert "cannot read" in done.stderr.decode() and "Traceback" not in done.stderr.decode()
+
+
+def invalid_lines_shown(err: str) -> list[int]:
+    return [int(m) for m in re.findall(r"^replay: line (\d+): invalid", err, re.MULTILINE)]
+
+
+def test_binary_input_is_summed_up_after_20_invalid_lines_in_a_row(tmp_path):
+    garbage = random.Random(1).randbytes(64_000)
+    path = tmp_path / "binary.jsonl"
+    path.write_bytes(garbage)
+    lines = garbage.split(b"\n")
+    invalid = sum(1 for line in lines if line.strip(b"\r\n").strip())
+    done = replay(str(path))
+    assert done.returncode == 0, done.stderr
+    err = done.stderr.decode()
+    assert "Traceback" not in err
+    assert len(invalid_lines_shown(err)) == 20
+    summaries = [line for line in err.splitlines() if "does not look like JSON lines" in line]
+    assert len(summaries) == 1, summaries
+    assert f"{invalid} invalid lines in a row, the last {invalid - 20} not shown" in summaries[0]
+    assert f"  invalid: {invalid} " in err  # the final summary counts every one
+    assert done.stdout == b""
+
+
+def test_the_summary_ends_each_run_and_valid_lines_go_on(tmp_path):
+    good = [orjson.dumps(e) for e in EVENTS]
+    bad = [b"\x00\xff not json %d" % i for i in range(25)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join([*bad, *good[:4], *bad[:3], *good[4:]]) + b"\n")
+    done = replay(str(path), "--fixed-time", FIXED)
+    assert done.returncode == 0, done.stderr
+    err = done.stderr.decode()
+    # lines 1-20 one by one, 21-25 in one line, then the short run of 3 (lines 30-32)
+    assert invalid_lines_shown(err) == [*range(1, 21), 30, 31, 32]
+    summary = [line for line in err.splitlines() if "does not look like JSON lines" in line]
+    assert summary == [
+        "replay: lines 21-25: this does not look like JSON lines: "
+        "25 invalid lines in a row, the last 5 not shown (not_json=5)"
+    ]
+    assert summary[0] in err.split("replay: line 30:")[0]  # printed when the run ended
+    assert "invalid: 28 not_json=28" in err
+    assert set(fold(alerts(done.stdout))) == {
+        "port-image-frequency:P1:A:1",
+        "igrt-without-fraction:P1:B:1",
+        "deleted-code:P2:C:1",
+    }
+
+
+def test_the_summary_names_the_three_counts(events_file):
+    done = replay(str(events_file))
+    messages = alerts(done.stdout)
+    distinct = {m["alert_id"] for m in messages}
+    statuses = " ".join(
+        f"{s}={sum(1 for m in messages if m['status'] == s)}"
+        for s in sorted({m["status"] for m in messages})
+    )
+    assert (
+        f"  {len(messages)} alert messages ({statuses}), {len(distinct)} distinct alerts, "
+        f"{len(fold(messages))} open\n"
+    ) in done.stderr.decode()

@@ -89,12 +89,12 @@ def test_invalid_lines_are_counted_with_their_reasons(replayed: Replayed) -> Non
 
 def test_the_story_of_the_sample(replayed: Replayed) -> None:
     """What examples/README.md tells: a duplicate, a void and a correction that
-    resolve alerts, eight course_end events, everything final at the end."""
+    resolve alerts, nine course_end events, everything final at the end."""
     summary = replayed.summary
     assert summary.lines_read == len(SAMPLE.read_bytes().splitlines())
     assert summary.outcomes["duplicate"] == 1
     assert summary.outcomes["void"] == 1
-    assert summary.outcomes["course_end"] == 8
+    assert summary.outcomes["course_end"] == 9
     resolved = {
         alert["alert_id"] for alert in replayed.alerts if alert["status"] == "resolved"
     }
@@ -107,4 +107,29 @@ def test_the_story_of_the_sample(replayed: Replayed) -> None:
     assert all(alert["finality"] == "final" for alert in open_alerts.values())
     assert not any(alert["patient_id"] == "PT-1009" for alert in replayed.alerts)
     by_rule = Counter(alert["rule_id"] for alert in open_alerts.values())
-    assert sum(by_rule.values()) == 24
+    assert sum(by_rule.values()) == 29
+
+
+def test_the_2026_code_changes_in_the_sample(replayed: Replayed) -> None:
+    """PT-1010 (2026): every code deleted on its date draws deleted-code and
+    nothing else, and the 77387-26 billed beside a deleted code is clean."""
+    assert {alert["ruleset"] for alert in replayed.alerts} == {"evolent-igrt-2024.04+2026"}
+    pt1010 = {
+        (alert["claim_id"], alert["line_number"], alert["hcpcs"]): alert["rule_id"]
+        for alert in replayed.open_alerts.values()
+        if alert["patient_id"] == "PT-1010"
+    }
+    assert pt1010 == {
+        ("P101001", 3, "77014"): "deleted-code",  # with the 77290 simulation
+        ("I101002", 3, "G6017"): "deleted-code",  # 2 units for 1 fraction
+        ("I101002", 4, "77386"): "deleted-code",  # still a fraction for 77387-26
+        ("P101002", 4, "G6002"): "deleted-code",  # beside 77387-26: not counted
+        ("I101002", 6, "G6001"): "deleted-code",  # institutional, with IMRT
+    }
+    assert all(
+        alert["status"] == "open" and alert["sequence"] == 1
+        for alert in replayed.alerts
+        if alert["patient_id"] == "PT-1010"
+    )
+    g6002 = replayed.open_alerts["deleted-code:PT-1010:P101002:4"]["message"]
+    assert "consolidated into 77387" in g6002 and "77387-26" in g6002

@@ -18,6 +18,7 @@ from stream_app.events import ClaimLineEvent, CourseEndEvent, Invalid, parse_eve
 from stream_app.replay import Replay
 from stream_app.rules import EXPECTED_RULE_IDS
 from stream_app.store import MemoryStore
+from stream_app.synth_claims import period_end
 
 
 def _lines(patients: int, seed: int, **options: Any) -> list[bytes]:
@@ -116,14 +117,15 @@ def test_max_lines_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     target = tmp_path / "stream.jsonl"
     code = synth.main(["--", "--patients", "30", "--seed", "4", "--violation-rate", "0.5",
                        "--voids", "--invalid-rate", "0.01", "--max-lines", "700",
-                       "--output", str(target)])
+                       "--format", "lines", "--output", str(target)])
     assert code == 0
     written = target.read_bytes().splitlines()
     assert len(written) == 700
     assert "generate: 700 lines" in capsys.readouterr().err
     again = tmp_path / "again.jsonl"
     synth.main(["--patients", "30", "--seed", "4", "--violation-rate", "0.5", "--voids",
-                "--invalid-rate", "0.01", "--max-lines", "700", "--quiet", "-o", str(again)])
+                "--invalid-rate", "0.01", "--max-lines", "700", "--quiet", "--format", "lines",
+                "-o", str(again)])
     assert again.read_bytes() == target.read_bytes()
 
 
@@ -135,3 +137,31 @@ def test_holidays_and_weekends_are_not_treatment_days() -> None:
     assert synth.is_treatment_day(date(2025, 3, 10).toordinal())
     christmas_eve = date(2025, 12, 24).toordinal()
     assert synth.next_treatment_day(christmas_eve + 1) == date(2025, 12, 26).toordinal()
+
+
+def test_claims_carry_the_same_lines_and_fold_to_the_same_alerts() -> None:
+    """`--format claims`: professional claims weekly, institutional monthly;
+    replayed, they end with the line stream's open alerts."""
+    as_lines = list(synth.generate_lines(synth.Synth(120, violation_rate=0.5, seed=3,
+                                                     void_rate=0.2)))
+    generator = synth.Synth(120, violation_rate=0.5, seed=3, void_rate=0.2)
+    as_claims = list(synth.generate_lines(generator, claims=True))
+    claims = [doc for doc in map(orjson.loads, as_claims) if doc.get("kind") == "claim"]
+    assert len(claims) == generator.stats.claims > 0
+    upserts = [doc for doc in map(orjson.loads, as_lines)
+               if doc.get("kind", "claim_line") == "claim_line" and "action" not in doc]
+    assert sum(len(c["lines"]) for c in claims) == len(upserts)
+    for doc in claims:
+        dates = {line.get("date_of_service") for line in doc["lines"]}
+        kind = doc.get("claim_type") or doc["lines"][0]["claim_type"]
+        periods = {period_end(d, kind) for d in dates}
+        assert len(periods) == 1, doc["claim_id"]  # one week or one month
+    assert _open(as_claims) == _open(as_lines)
+
+
+def _open(messages: list[bytes]) -> dict[str, tuple[Any, ...]]:
+    """Open alerts without their sequence (claims open and resolve others on the way)."""
+    return {
+        aid: (a["finality"], a["excess_units"], str(a["evidence"]), a["message"])
+        for aid, a in fold(_replay(messages)).items()
+    }

@@ -26,6 +26,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
+
+from ..events import Invalid, parse_event
 from .elements import Rejected, components, dtp_date, line_number, payer_type, units
 from .sites import SiteMap
 from .x12 import Segment, Transaction
@@ -194,17 +197,24 @@ class Mapper:
         if self.transaction.received_at:
             message["received_at"] = self.transaction.received_at
         lines: list[dict[str, Any]] = []
+        by_number: dict[int, _Line] = {}
         left_out = 0
         if frequency != "void":  # a void withdraws the whole claim: no lines
             for line in claim.lines:
                 mapped = self._line(claim, line, codes, message)
                 if mapped is None:
                     left_out += 1
-                else:
-                    lines.append(mapped)
+                    continue
+                if mapped["line_number"] in by_number:
+                    raise Rejected(line.lx, f"LX01 {mapped['line_number']} appears twice")
+                by_number[mapped["line_number"]] = line
+                lines.append(mapped)
             if not lines:
                 raise Rejected(clm, "no service line with a HCPCS code")
         message["lines"] = lines
+        problem = validate(message)
+        if problem is not None:
+            raise Rejected(_segment_named(problem, by_number, clm), problem)
         return message, left_out, icd9_left_out
 
     def _patient_id(self) -> str:
@@ -323,6 +333,30 @@ class Mapper:
             if code:
                 pointed.append(code)
         return self.sites.first_site(pointed)
+
+
+def validate(message: dict[str, Any]) -> str | None:
+    """Why the claim message breaks SPEC 1/1.1, or None: the processor's own
+    parser (stream_app.events) reads it as the worker and replay will, every
+    line with the claim's values filled in."""
+    try:
+        raw = orjson.dumps(message)
+    except orjson.JSONEncodeError:
+        return "a value is not UTF-8 text"
+    parsed = parse_event(raw)
+    if isinstance(parsed, Invalid):
+        return f"fails SPEC 1: {parsed.detail}"
+    return None
+
+
+def _segment_named(problem: str, lines: dict[int, _Line], clm: Segment) -> Segment:
+    """The service segment of the line a SPEC 1 problem names, else the CLM."""
+    _, _, rest = problem.partition("line_number ")
+    number = rest.partition(":")[0]
+    line = lines.get(int(number)) if number.isdigit() else None
+    if line is None:
+        return clm
+    return line.service or line.lx
 
 
 def _collect(claim: _Claim, segment: Segment, component: str) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import Final
 
+from .. import codes
 from . import bundling, components, deleted, modality, per_fraction, port_images
 from .base import FINAL, PROVISIONAL_UNTIL_CLOSED, DayView, Rule, RuleSpec, Violation
 
@@ -60,11 +61,25 @@ EXPECTED_RULE_IDS: Final = (
 
 
 class RegistryError(RuntimeError):
-    """The rule set is not exactly the one the ruleset defines."""
+    """The rule set is not exactly the one the ruleset defines, or a rule
+    names a code that the code data lacks."""
 
 
 class Registry:
-    def __init__(self, rules: Iterable[Rule], expected: Iterable[str] = EXPECTED_RULE_IDS) -> None:
+    """The rules of the ruleset and the dated code data they run on.
+
+    `code_table` decides which lines are deleted on their date (the engine
+    hides them from every rule but the `on_deleted` ones); a test or a payer
+    can run the same rules on other code data.
+    """
+
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        expected: Iterable[str] = EXPECTED_RULE_IDS,
+        code_table: codes.CodeTable = codes.CODES,
+    ) -> None:
+        self.code_table = code_table
         self.rules: tuple[Rule, ...] = tuple(rules)
         seen: dict[str, Rule] = {}
         for declared in self.rules:
@@ -78,10 +93,17 @@ class Registry:
             raise RegistryError(
                 f"rule registry does not match the ruleset: missing {missing}, unknown {unknown}"
             )
+        for declared in self.rules:
+            unknown_codes = sorted(c for c in declared.spec.codes if c not in code_table)
+            if unknown_codes:
+                raise RegistryError(
+                    f"rule {declared.spec.rule_id} names codes the code data lacks: "
+                    f"{', '.join(unknown_codes)}"
+                )
         order = {rid: index for index, rid in enumerate(expected_ids)}
         self.rules = tuple(sorted(self.rules, key=lambda r: order[r.spec.rule_id]))
         self.specs: dict[str, RuleSpec] = {r.spec.rule_id: r.spec for r in self.rules}
-        self._for_codes: dict[frozenset[str], tuple[Rule, ...]] = {}
+        self._for_codes: dict[tuple[frozenset[str], bool], tuple[Rule, ...]] = {}
         self.by_code: dict[str, tuple[Rule, ...]] = {}
         for declared in self.rules:
             for code in declared.spec.applies_to:
@@ -93,13 +115,17 @@ class Registry:
             r.spec.rule_id for r in self.rules if r.spec.finality != FINAL
         )
         self.port_unit_rules = frozenset(r.spec.rule_id for r in self.rules if r.spec.port_units)
+        self.deleted_rules = frozenset(r.spec.rule_id for r in self.rules if r.spec.on_deleted)
 
-    def for_codes(self, billed: Iterable[str]) -> tuple[Rule, ...]:
-        """The rules that can alert on a day billing these codes, in registry order."""
-        key = frozenset(billed)
+    def for_codes(self, billed: Iterable[str], deleted: bool = False) -> tuple[Rule, ...]:
+        """The rules that can alert on a day billing these codes (and lines
+        deleted on their date, if `deleted`), in registry order."""
+        key = (frozenset(billed), deleted)
         found = self._for_codes.get(key)
         if found is None:
-            ids = {rule.spec.rule_id for code in key for rule in self.by_code.get(code, ())}
+            ids = {rule.spec.rule_id for code in key[0] for rule in self.by_code.get(code, ())}
+            if deleted:
+                ids |= self.deleted_rules
             found = tuple(rule for rule in self.rules if rule.spec.rule_id in ids)
             if len(self._for_codes) < 4096:
                 self._for_codes[key] = found
@@ -109,6 +135,16 @@ class Registry:
     def ids(self) -> tuple[str, ...]:
         return tuple(self.specs)
 
+    def code_entries(self, rule_id: str) -> tuple[codes.CodeEntry, ...]:
+        """The dated entries of every code a rule uses (for `stream-app rules`),
+        by code: an `on_deleted` rule uses every code the data deletes."""
+        spec = self.specs[rule_id]
+        used = set(spec.codes)
+        if spec.on_deleted:
+            used |= self.code_table.deletions.keys()
+        table = self.code_table
+        return tuple(entry for code in sorted(used) for entry in table.history[code])
+
 
 def discover(families: Iterable[ModuleType] = FAMILIES) -> list[Rule]:
     return [
@@ -116,5 +152,5 @@ def discover(families: Iterable[ModuleType] = FAMILIES) -> list[Rule]:
     ]
 
 
-def load_registry() -> Registry:
-    return Registry(discover())
+def load_registry(code_table: codes.CodeTable = codes.CODES) -> Registry:
+    return Registry(discover(), code_table=code_table)

@@ -27,6 +27,15 @@ class RuleSpec:
     applies_to: frozenset[str]  # codes of the lines the rule can alert on
     course_facts: bool  # reads the course's modalities or diagnoses
     port_units: bool  # reads the course's fractions and port-image units
+    uses: frozenset[str] = frozenset()  # other codes it reads (evidence, fractions, ...)
+    # Judges the lines whose code is deleted on their date (DayView.deleted);
+    # every other rule never sees them.
+    on_deleted: bool = False
+
+    @property
+    def codes(self) -> frozenset[str]:
+        """Every code the rule names; the code data must know each of them."""
+        return self.applies_to | self.uses
 
 
 class Violation(NamedTuple):
@@ -48,7 +57,13 @@ class CourseView:
 
 @dataclass(slots=True)
 class DayView:
-    """One patient, site and date of service: its lines and what rules ask of it."""
+    """One patient, site and date of service: its lines and what rules ask of it.
+
+    `lines` and `by_code` hold only the lines whose code is billable on their
+    date; a line whose code is deleted on its date is in `deleted` (with the
+    code's last entry) and nowhere else, except that a deleted delivery code
+    still counts in `fractions` and `modalities` (SPEC 6, deleted-code).
+    """
 
     date_of_service: str
     lines: Sequence[Line]  # ordered by (date_of_service, claim_id, line_number)
@@ -58,6 +73,7 @@ class DayView:
     has_delivery: bool
     course: Callable[[str], CourseView]
     profile: Callable[[Line], Profile]
+    deleted: Sequence[tuple[Line, codes.CodeEntry]] = ()
 
     def coded(self, *hcpcs: str) -> list[Line]:
         found: list[Line] = []
@@ -95,11 +111,16 @@ def rule(
     applies_to: Iterable[str],
     course_facts: bool = False,
     port_units: bool = False,
+    uses: Iterable[str] = (),
+    on_deleted: bool = False,
 ) -> Callable[[CheckFn], Rule]:
     """Declare a rule; the function's docstring says what it checks.
 
     `applies_to` lists the codes of the lines the rule can alert on: the
-    engine runs a rule only on days that bill one of them.
+    engine runs a rule only on days that bill one of them. `uses` lists the
+    other codes it reads (as evidence, for fractions or modalities), so that
+    the registry can check them against the code data. An `on_deleted` rule
+    runs on days with a line whose code is deleted on its date.
     """
 
     def declare(check: CheckFn) -> Rule:
@@ -115,6 +136,8 @@ def rule(
             frozenset(applies_to),
             course_facts,
             port_units,
+            frozenset(uses),
+            on_deleted,
         )
         return Rule(spec, check)
 

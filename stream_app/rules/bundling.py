@@ -17,9 +17,11 @@ from .base import FINAL, DayView, Violation, evidence_of, rule
     citation=citations.CBCT_77014,
     finality=FINAL,
     applies_to=[codes.CT_GUIDANCE],
+    uses=codes.SIMULATION_CODES,
 )
 def ct_guidance_with_simulation(day: DayView) -> Iterator[Violation]:
-    """77014 billed with a simulation (77280-77290) is a bundled part of the simulation."""
+    """77014 billed with a simulation (77280-77290) or a 3-D simulation-aided
+    field setting (77295) is a bundled part of it, on any date."""
     simulations = day.coded(*sorted(codes.SIMULATION_CODES))
     if not simulations:
         return
@@ -42,6 +44,7 @@ def ct_guidance_with_simulation(day: DayView) -> Iterator[Violation]:
     citation=citations.IGRT_77387,
     finality=FINAL,
     applies_to=[codes.IGRT],
+    uses=codes.IMRT_DELIVERY_CODES,
 )
 def igrt_tc_with_imrt(day: DayView) -> Iterator[Violation]:
     """The technical component of 77387 is bundled with IMRT delivery

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .. import codes
 from . import citations
 from .base import FINAL, DayView, Violation, rule
 
@@ -16,17 +15,19 @@ from .base import FINAL, DayView, Violation, rule
     carc="181",
     citation=citations.STANDARD,
     finality=FINAL,
-    applies_to=codes.DELETED_CODES,
+    applies_to=(),
+    on_deleted=True,
 )
 def deleted_code(day: DayView) -> Iterator[Violation]:
-    """76950, 77421 and 0197T were deleted in 2015 and replaced by 77387; 77385,
-    77386 and G6003-G6016 are deleted from 2026 (the 2026 code changes)."""
-    for line in day.lines:
-        deleted_on = codes.DELETED_CODES.get(line.hcpcs)
-        if deleted_on is not None and line.date_of_service >= deleted_on:
-            yield Violation(
-                "deleted-code",
-                line.key,
-                f"{line.hcpcs} was deleted effective {deleted_on} and is not billable "
-                f"on {line.date_of_service}",
-            )
+    """A code billed on or after the day its last entry in the code data ends:
+    76950, 77421 and 0197T from 2015 (replaced by 77387); 77385, 77386 and
+    G6003-G6016 from 2026 (delivery is 77402, 77407, 77412); 77014, G6001,
+    G6002 and G6017 from 2026 (image guidance is 77387, professional only).
+    The engine hides such a line from every other rule."""
+    for line, entry in day.deleted:
+        yield Violation(
+            "deleted-code",
+            line.key,
+            f"{line.hcpcs} was deleted effective {entry.deleted_from} and is not billable "
+            f"on {line.date_of_service}; {entry.note}",
+        )

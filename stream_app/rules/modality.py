@@ -29,6 +29,7 @@ _GUIDANCE_WITH_MODALITIES = (codes.IGRT, codes.ULTRASOUND, codes.STEREOSCOPIC, c
     finality=FINAL,
     applies_to=_SKIN_GUIDANCE,
     course_facts=True,
+    uses=codes.DELIVERY_CODES,
 )
 def igrt_superficial_skin(day: DayView) -> Iterator[Violation]:
     """77387 and G6001 are not medically necessary when superficial radiation
@@ -60,6 +61,7 @@ def igrt_superficial_skin(day: DayView) -> Iterator[Violation]:
     finality=PROVISIONAL_UNTIL_CLOSED,
     applies_to=_GUIDANCE_WITH_MODALITIES,
     course_facts=True,
+    uses=codes.DELIVERY_CODES,
 )
 def igrt_modality(day: DayView) -> Iterator[Violation]:
     """77387 goes with 2DCRT, 3DCRT, IMRT, PBT and superficial; G6001 with

@@ -32,6 +32,7 @@ def _delivery_lines(day: DayView) -> list[Line]:
     citation=citations.STANDARDS_77387,
     finality=PROVISIONAL_UNTIL_CLOSED,
     applies_to=codes.LOCALIZATION_CODES,
+    uses=codes.DELIVERY_CODES,
 )
 def igrt_per_fraction(day: DayView) -> Iterator[Violation]:
     """One IGRT procedure is allowed per external-beam fraction: on a day with
@@ -75,6 +76,7 @@ def igrt_per_fraction(day: DayView) -> Iterator[Violation]:
     citation=citations.INTRAFRACTION_G6017,
     finality=PROVISIONAL_UNTIL_CLOSED,
     applies_to=[codes.INTRAFRACTION],
+    uses=codes.DELIVERY_CODES,
 )
 def intrafraction_per_fraction(day: DayView) -> Iterator[Violation]:
     """G6017 is billed per fraction of treatment: its units on a day may not
@@ -100,6 +102,7 @@ def intrafraction_per_fraction(day: DayView) -> Iterator[Violation]:
     citation=citations.STANDARDS_77387,
     finality=PROVISIONAL_UNTIL_CLOSED,
     applies_to=codes.IGRT_NEEDING_FRACTION,
+    uses=codes.DELIVERY_CODES,
 )
 def igrt_without_fraction(day: DayView) -> Iterator[Violation]:
     """77387, G6001, G6002 and G6017 guide an external-beam fraction; billed on

@@ -75,6 +75,7 @@ def port_image_units_per_day(day: DayView) -> Iterator[Violation]:
     finality=PROVISIONAL_UNTIL_CLOSED,
     applies_to=[codes.PORT_IMAGE],
     port_units=True,
+    uses=codes.DELIVERY_CODES,
 )
 def port_image_frequency(day: DayView) -> Iterator[Violation]:
     """77417 may be billed once for each five fractions of the course: 14
@@ -136,6 +137,7 @@ def _port_images_with(
     citation=citations.STANDARDS_77417,
     finality=FINAL,
     applies_to=[codes.PORT_IMAGE],
+    uses=[codes.IGRT],
 )
 def port_image_with_igrt(day: DayView) -> Iterator[Violation]:
     """Port images are not billable on the same date and site as 77387."""
@@ -150,6 +152,7 @@ def port_image_with_igrt(day: DayView) -> Iterator[Violation]:
     citation=citations.STANDARDS_77417,
     finality=FINAL,
     applies_to=[codes.PORT_IMAGE],
+    uses=[codes.VERIFICATION_SIMULATION],
 )
 def port_image_with_verification_sim(day: DayView) -> Iterator[Violation]:
     """Port images are not billable on the same date and site as 77280."""
@@ -170,6 +173,7 @@ def port_image_with_verification_sim(day: DayView) -> Iterator[Violation]:
     finality=PROVISIONAL_UNTIL_CLOSED,
     applies_to=[codes.PORT_IMAGE],
     course_facts=True,
+    uses=codes.DELIVERY_CODES,
 )
 def port_image_modality(day: DayView) -> Iterator[Violation]:
     """Port images are not billable for brachytherapy, electron beam, IORT, SBRT or SRS."""

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import orjson
-import pytest
 from aiokafka.partitioner import murmur2
 
 from stream_app.topics import ensure_topics
@@ -21,11 +20,6 @@ FILES = [
     ROOT / "examples" / "x12" / "radonc-837p.txt",
     ROOT / "examples" / "x12" / "radonc-837i.txt",
 ]
-# Until claim messages (SPEC 1.1) are in the engine, replay and the worker (main).
-needs_claims = pytest.mark.skipif(
-    not hasattr(__import__("stream_app.events").events, "ClaimEvent"),
-    reason="claim messages are not in the engine yet",
-)
 
 
 def intake(deployment: Deployment, *extra: str) -> subprocess.CompletedProcess[bytes]:
@@ -68,7 +62,6 @@ def test_intake_publishes_each_claim_keyed_by_patient_on_its_partition(
         assert mine == [line for line in lines if orjson.loads(line)["patient_id"] == patient]
 
 
-@needs_claims
 def test_837_files_published_by_intake_give_the_alerts_of_replay(deployment: Deployment) -> None:
     lines = claim_lines(deployment)
     worker = deployment.start_worker()  # it creates the topics, with their partitions

@@ -1,0 +1,143 @@
+"""`stream-app publish` and `stream-app alerts` without a broker, or with a
+bad file or setting: one line on stderr that names the address or the file and
+what to check, exit 3 (Kafka) or 2 (file, setting), never a traceback. A
+broker that accepts connections but never answers is given up on after
+`--timeout` seconds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "examples" / "sample-claims.jsonl"
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def silent_broker() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield int(sock.getsockname()[1])
+
+
+def run(*args: str, bootstrap: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_APP_")}
+    environ.update(KAFKA_BOOTSTRAP_SERVERS=bootstrap, **env)
+    return subprocess.run(
+        [sys.executable, "-m", "stream_app", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+
+
+def one_line(done: subprocess.CompletedProcess[str], command: str) -> str:
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"stream-app {command}: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args", [["publish", str(SAMPLE)], ["alerts"], ["alerts", "--idle", "1", "--json"]]
+)
+def test_no_broker_exits_3_naming_the_address(args: list[str]) -> None:
+    address = f"127.0.0.1:{closed_port()}"
+    done = run(*args, bootstrap=address)
+    assert done.returncode == 3, done.stderr
+    line = one_line(done, args[0])
+    assert f"cannot reach Kafka at {address}" in line
+    assert "KAFKA_BOOTSTRAP_SERVERS" in line
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["publish", "alerts"])
+def test_a_broker_that_never_answers_is_given_up_on_after_the_timeout(
+    command: str, silent_broker: int
+) -> None:
+    address = f"127.0.0.1:{silent_broker}"
+    args = [command, str(SAMPLE)] if command == "publish" else [command]
+    done = run(*args, "--timeout", "1", bootstrap=address)
+    assert done.returncode == 3, done.stderr
+    line = one_line(done, command)
+    assert f"cannot reach Kafka at {address} (no answer within 1s)" in line
+
+
+def test_publish_of_a_missing_file_exits_2_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.jsonl"
+    done = run("publish", str(missing), bootstrap=f"127.0.0.1:{closed_port()}")
+    assert done.returncode == 2, done.stderr
+    line = one_line(done, "publish")
+    assert f"cannot read {missing}: No such file or directory" in line
+
+
+def test_publish_of_a_directory_exits_2(tmp_path: Path) -> None:
+    done = run("publish", str(tmp_path), bootstrap=f"127.0.0.1:{closed_port()}")
+    assert done.returncode == 2, done.stderr
+    assert f"cannot read {tmp_path}" in one_line(done, "publish")
+
+
+@pytest.mark.parametrize("command", ["publish", "alerts"])
+def test_a_bad_setting_exits_2_naming_it(command: str) -> None:
+    done = run(
+        command,
+        bootstrap=f"127.0.0.1:{closed_port()}",
+        STREAM_APP_SECURITY_PROTOCOL="TLS-PLEASE",
+    )
+    assert done.returncode == 2, done.stderr
+    line = one_line(done, command)
+    assert "bad settings" in line and "STREAM_APP_SECURITY_PROTOCOL" in line
+
+
+@pytest.mark.parametrize(
+    "args, code, line",
+    [
+        (["publish", str(SAMPLE)], 130, "stream-app publish: interrupted"),
+        (["alerts"], 0, "stream-app alerts: 0 alert messages, 0 distinct alerts, 0 open"),
+    ],
+)
+def test_ctrl_c_while_connecting_says_so_in_one_line(args: list[str], code: int, line: str) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_APP_")}
+        environ["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{listener.getsockname()[1]}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream_app", *args],
+            cwd=REPO,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            listener.settimeout(120)
+            connection, _ = listener.accept()  # the client waits for an answer now
+            with connection:
+                process.send_signal(signal.SIGINT)
+                _, err = process.communicate(timeout=120)
+        finally:
+            process.kill()
+    assert process.returncode == code, err
+    assert err.strip().splitlines() == [line]
