@@ -123,8 +123,10 @@ class Deployment:
             worker.wait_ready()
         return worker
 
-    def publish(self, lines: Iterable[bytes], rate: float | None = None) -> int:
-        return asyncio.run(publish(self.settings, lines, rate=rate))
+    def publish(
+        self, lines: Iterable[bytes], rate: float | None = None, key_by: str = "patient_id"
+    ) -> int:
+        return asyncio.run(publish(self.settings, lines, rate=rate, key_by=key_by))
 
     def read_topic(self, topic: str) -> list[Any]:
         return asyncio.run(_read_all(self.broker.bootstrap, topic))
