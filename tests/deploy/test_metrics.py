@@ -22,7 +22,7 @@ from stream_app.store import MemoryStore
 from stream_app.synth import Synth, generate_lines
 
 RULE_IDS = load_registry().ids
-ALLOWED_LABELS = {"outcome", "reason", "rule_id", "status", "finality"}
+ALLOWED_LABELS = {"outcome", "reason", "rule_id", "status", "finality", "route"}
 
 
 def families() -> dict[str, Any]:
