@@ -24,7 +24,7 @@ import faust
 from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 
-from . import faust_metrics, metrics
+from . import faust_metrics, faust_patches, metrics
 from .alerts import encode_alert, now_rfc3339
 from .engine import Engine, EngineSettings, Transition
 from .event_time import LowWatermark, Report, SourceClocks
@@ -46,7 +46,11 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 def new_app(settings: WorkerSettings) -> faust.App:
     """The Faust app with the worker's settings, before agents and tables
-    (benchmarks/faust_floor.py builds its floor on the same)."""
+    (benchmarks/faust_floor.py builds its floor on the same).
+
+    Installs the seek-before-resume fix to Faust's table recovery first
+    (stream_app.faust_patches), which refuses any Faust but 0.15.3."""
+    faust_patches.install()
     return faust.App(
         settings.id,
         broker=settings.broker_urls,
