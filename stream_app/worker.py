@@ -24,7 +24,7 @@ import faust
 from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 
-from . import faust_metrics, faust_patches, metrics
+from . import faust_metrics, faust_patches, health, metrics
 from .alerts import encode_alert, now_rfc3339
 from .engine import Engine, EngineSettings, Transition
 from .event_time import LowWatermark, Report, SourceClocks
@@ -224,6 +224,14 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             ],
         )
 
+    checks = health.Health(
+        app,
+        {settings.input_topic: "input", by_patient.get_topic_name(): "rekey"},
+        settings.stall_seconds,
+    )
+    checks.install_pages()
+    checks.install_check()
+
     event_times: dict[int, LowWatermark] = {}  # re-keyed partition -> its low watermark
 
     @app.agent(input_topic)
@@ -247,7 +255,15 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             )
             clocks.told(source, target, report, generation)
 
-    app.timer(interval=EVENT_TIME_REPORT_SECONDS)(report_event_time)
+    async def _report_event_time_every_half_second() -> None:
+        # A loop, not app.timer: a report waits for the input's end offsets
+        # from the broker and can take longer than the interval (under load,
+        # at start-up), which mode's Timer logs as "overlapping" every time.
+        while not app.should_stop:
+            await asyncio.sleep(EVENT_TIME_REPORT_SECONDS)
+            await report_event_time()
+
+    app.task(_report_event_time_every_half_second)
 
     async def mark_idle_sources() -> None:
         """A source read to its end does not hold event time back."""
@@ -552,9 +568,11 @@ def run_worker() -> int:
     except SystemExit as exc:
         if exc.code in (0, None):
             mark_clean_shutdown(tables_dir)
+            if health.exit_requested():
+                return health.EXIT_STALLED
         raise
     mark_clean_shutdown(tables_dir)
-    return 0
+    return health.EXIT_STALLED if health.exit_requested() else 0
 
 
 CLEAN_SHUTDOWN_MARKER = "clean-shutdown"
