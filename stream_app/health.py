@@ -158,6 +158,13 @@ class Health:
         self.app.page("/healthz")(healthz)
         self.app.page("/readyz")(readyz)
 
+    def quiet_startup(self) -> None:
+        """Log the coordinator and metadata errors of a routine start-up at
+        INFO (see StartupNoise)."""
+        noise = StartupNoise(self.ready)
+        for name in StartupNoise.LOGGERS:
+            logging.getLogger(name).addFilter(noise)
+
     # ------------------------------------------------------------ stall check
     def install_check(self) -> None:
         async def _stall_check() -> None:
@@ -235,6 +242,42 @@ class Health:
 
     def _show_stalled(self) -> None:
         metrics.STALLED_PARTITIONS.set(len(self.tracker.stalled()))
+
+
+class StartupNoise(logging.Filter):
+    """Until the worker is first ready, demote to INFO the warnings and errors
+    that every start on a new group or broker logs while the group
+    coordinator loads and Faust creates its topics ("Group Coordinator
+    Request failed: [Error 15]", "Marking the coordinator dead", "Topic …
+    not found in cluster metadata", "Ignoring missing topic"). After that they
+    mean what they say (README, Operations: broker down) and keep their
+    level."""
+
+    LOGGERS = (
+        "aiokafka.consumer.group_coordinator",
+        "aiokafka.cluster",
+        "faust.assignor.partition_assignor",
+    )
+    ROUTINE = (
+        "Group Coordinator Request failed",
+        "Marking the coordinator dead",
+        "not found in cluster metadata",
+        "Ignoring missing topic",
+    )
+
+    def __init__(self, ready: Callable[[], bool]) -> None:
+        super().__init__()
+        self.ready = ready
+        self.started = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.started:
+            self.started = self.ready()
+        if not self.started and record.levelno > logging.INFO:
+            text = str(record.msg)
+            if any(part in text for part in self.ROUTINE):
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 async def reseek(consumer: Any, tp: Any, committed: int) -> None:

@@ -231,6 +231,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     )
     checks.install_pages()
     checks.install_check()
+    checks.quiet_startup()
 
     event_times: dict[int, LowWatermark] = {}  # re-keyed partition -> its low watermark
 

@@ -215,3 +215,24 @@ def test_the_faust_internals_health_relies_on_are_there() -> None:
     assert callable(Consumer.seek)
     assert callable(AIOKafkaConsumerThread._ensure_consumer)
     assert health.EXIT_STALLED not in (0, 1, 2, 3)
+
+
+def test_routine_start_up_errors_are_logged_at_info_until_ready() -> None:
+    import logging
+
+    ready = [False]
+    noise = health.StartupNoise(lambda: ready[0])
+
+    def record(level: int, msg: str) -> logging.LogRecord:
+        return logging.LogRecord("aiokafka", level, __file__, 1, msg, (), None)
+
+    early = record(logging.WARNING, "Marking the coordinator dead (node %s)for group %s.")
+    other = record(logging.ERROR, "Failed fetch messages from 1: NodeNotReadyError")
+    assert noise.filter(early) and early.levelno == logging.INFO
+    assert noise.filter(other) and other.levelno == logging.ERROR
+    ready[0] = True
+    late = record(logging.WARNING, "Marking the coordinator dead (node %s)for group %s.")
+    assert noise.filter(late) and late.levelno == logging.WARNING
+    ready[0] = False  # a later rebalance: still a warning
+    again = record(logging.ERROR, "Group Coordinator Request failed: %s")
+    assert noise.filter(again) and again.levelno == logging.ERROR
