@@ -344,6 +344,9 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             await batch_lock.acquire()
             try:
                 await evaluate_batch(events)
+            except BaseException:
+                _keep_unacknowledged(events)
+                raise
             finally:
                 # take_events acknowledges the batch right after this body,
                 # without suspending: a callback runs only after that.
@@ -459,6 +462,20 @@ def _commit_between_batches(consumer: Any, batch_lock: asyncio.Lock) -> None:
 
     consumer.force_commit = force_commit_between_batches
     consumer._stream_app_guarded = True
+
+
+def _keep_unacknowledged(events: list[Any]) -> None:
+    """Keep the events of a batch cut short (the worker stopping in the
+    middle of it, an error) from being acknowledged, so that they are read
+    again from the committed offset.
+
+    Faust's take_events acknowledges a batch's events however its body ends;
+    the batch's table writes, held until its end, are lost, and committing
+    its offsets would skip its events (alerts missing, or state behind the
+    alerts already sent). One more reference per message outlives that
+    acknowledgement."""
+    for event in events:
+        event.message.incref()
 
 
 @contextmanager
