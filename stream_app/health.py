@@ -196,10 +196,14 @@ class Health:
         if not tps:
             return {}
         kafka = consumer._thread._ensure_consumer()  # the aiokafka consumer
+
+        async def read() -> tuple[Mapping[Any, int], dict[Any, int]]:
+            ends = await kafka.end_offsets(tps)
+            return ends, {tp: await kafka.position(tp) for tp in tps}
+
         try:
-            ends = await asyncio.wait_for(kafka.end_offsets(tps), END_OFFSETS_TIMEOUT_SECONDS)
-            positions = {tp: await kafka.position(tp) for tp in tps}
-        except Exception as exc:
+            ends, positions = await asyncio.wait_for(read(), END_OFFSETS_TIMEOUT_SECONDS)
+        except Exception as exc:  # the broker is away, or a rebalance began
             log.debug("stall check: no end offsets (%s)", type(exc).__name__)
             return None
         return {
