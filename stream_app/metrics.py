@@ -104,6 +104,24 @@ STATE_SCAN_TIMESTAMP = Gauge(
     "stream_app_state_scan_timestamp_seconds",
     "When the state gauges were last recounted (Unix time); 0 before the first recount",
 )
+TOPIC_KINDS = ("input", "rekey")
+STALL_HEAL_ACTIONS = ("reseek", "exit")
+STALLS = Counter(
+    "stream_app_stalls_total",
+    "Partitions found with events waiting behind a committed offset that stood still "
+    "for STREAM_APP_STALL_SECONDS, by topic (input or re-key)",
+    ["topic_kind"],
+)
+STALLED_PARTITIONS = Gauge(
+    "stream_app_stalled_partitions",
+    "Partitions of this worker stalled now (not yet healed)",
+)
+STALL_HEALS = Counter(
+    "stream_app_stall_heals_total",
+    "What the worker did about a stall: reseek (read the partition again from its "
+    "committed offset) or exit (stop so that the supervisor restarts it)",
+    ["action"],
+)
 
 # Children exist from the start, so rate() and alert rules see a 0 before the first event.
 # LINES_BY_OUTCOME saves a labels() lookup on every line.
@@ -111,6 +129,10 @@ LINES_BY_OUTCOME = {outcome: LINES.labels(outcome) for outcome in LINE_OUTCOMES}
 for _reason in DEAD_LETTER_REASONS:
     DEAD_LETTERS.labels(_reason)
 ROUTED_BY = {route: ROUTED.labels(route) for route in ROUTES}
+for _kind in TOPIC_KINDS:
+    STALLS.labels(_kind)
+for _action in STALL_HEAL_ACTIONS:
+    STALL_HEALS.labels(_action)
 
 
 class StateGauges:

@@ -24,7 +24,7 @@ import faust
 from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 
-from . import faust_metrics, metrics
+from . import faust_metrics, faust_patches, health, metrics
 from .alerts import encode_alert, now_rfc3339
 from .engine import Engine, EngineSettings, Transition
 from .event_time import LowWatermark, Report, SourceClocks
@@ -46,7 +46,11 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 def new_app(settings: WorkerSettings) -> faust.App:
     """The Faust app with the worker's settings, before agents and tables
-    (benchmarks/faust_floor.py builds its floor on the same)."""
+    (benchmarks/faust_floor.py builds its floor on the same).
+
+    Installs the seek-before-resume fix to Faust's table recovery first
+    (stream_app.faust_patches), which refuses any Faust but 0.15.3."""
+    faust_patches.install()
     return faust.App(
         settings.id,
         broker=settings.broker_urls,
@@ -228,6 +232,15 @@ def build_app(
             ],
         )
 
+    checks = health.Health(
+        app,
+        {settings.input_topic: "input", by_patient.get_topic_name(): "rekey"},
+        settings.stall_seconds,
+    )
+    checks.install_pages()
+    checks.install_check()
+    checks.quiet_startup()
+
     event_times: dict[int, LowWatermark] = {}  # re-keyed partition -> its low watermark
 
     async def report_event_time() -> None:
@@ -244,7 +257,15 @@ def build_app(
             )
             clocks.told(source, target, report, generation)
 
-    app.timer(interval=EVENT_TIME_REPORT_SECONDS)(report_event_time)
+    async def _report_event_time_every_half_second() -> None:
+        # A loop, not app.timer: a report waits for the input's end offsets
+        # from the broker and can take longer than the interval (under load,
+        # at start-up), which mode's Timer logs as "overlapping" every time.
+        while not app.should_stop:
+            await asyncio.sleep(EVENT_TIME_REPORT_SECONDS)
+            await report_event_time()
+
+    app.task(_report_event_time_every_half_second)
 
     async def mark_idle_sources() -> None:
         """A source read to its end does not hold event time back."""
@@ -331,6 +352,9 @@ def build_app(
             await batch_lock.acquire()
             try:
                 await evaluate_batch(events)
+            except BaseException:
+                _keep_unacknowledged(events)
+                raise
             finally:
                 # take_events acknowledges the batch right after this body,
                 # without suspending: a callback runs only after that.
@@ -461,6 +485,20 @@ def _commit_between_batches(consumer: Any, batch_lock: asyncio.Lock) -> None:
     consumer._stream_app_guarded = True
 
 
+def _keep_unacknowledged(events: list[Any]) -> None:
+    """Keep the events of a batch cut short (the worker stopping in the
+    middle of it, an error) from being acknowledged, so that they are read
+    again from the committed offset.
+
+    Faust's take_events acknowledges a batch's events however its body ends;
+    the batch's table writes, held until its end, are lost, and committing
+    its offsets would skip its events (alerts missing, or state behind the
+    alerts already sent). One more reference per message outlives that
+    acknowledgement."""
+    for event in events:
+        event.message.incref()
+
+
 @contextmanager
 def _as_current(event: Any) -> Iterator[None]:
     """Make `event` Faust's current event: table reads and writes take their
@@ -579,9 +617,11 @@ def run_worker() -> int:
     except SystemExit as exc:
         if exc.code in (0, None):
             mark_clean_shutdown(tables_dir)
+            if health.exit_requested():
+                return health.EXIT_STALLED
         raise
     mark_clean_shutdown(tables_dir)
-    return 0
+    return health.EXIT_STALLED if health.exit_requested() else 0
 
 
 CLEAN_SHUTDOWN_MARKER = "clean-shutdown"
