@@ -20,6 +20,6 @@ WORKDIR /var/lib/stream-app
 VOLUME ["/var/lib/stream-app"]
 EXPOSE 6066
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('STREAM_APP_WEB_PORT', '6066'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('STREAM_APP_WEB_PORT', '6066'), timeout=4)"]
 ENTRYPOINT ["stream-app"]
 CMD ["worker"]

@@ -309,6 +309,29 @@ def build() -> dict[str, Any]:
                 "none",
             )
         )
+        .with_panel(
+            series(
+                "Stalls and heals",
+                "Partitions found stalled (events waiting behind a committed offset that stood "
+                "still for STREAM_APP_STALL_SECONDS while the worker was ready), by topic, and "
+                "what the worker did: reseek (read the partition again) or exit (stopped for "
+                "its supervisor to restart it). Any stall fires StreamAppPartitionStalled.",
+                [
+                    query(
+                        f"sum by (topic_kind) (increase(stream_app_stalls_total{{{JOB}}}{RATE}))",
+                        "stalls {{topic_kind}}",
+                        "A",
+                    ),
+                    query(
+                        f"sum by (action) (increase(stream_app_stall_heals_total{{{JOB}}}{RATE}))",
+                        "healed by {{action}}",
+                        "B",
+                    ),
+                    query(f"sum(stream_app_stalled_partitions{{{JOB}}})", "stalled now", "C"),
+                ],
+                "none",
+            )
+        )
     )
     encoded = json.dumps(dashboard.build(), cls=JSONEncoder, sort_keys=True)
     result: dict[str, Any] = json.loads(encoded)

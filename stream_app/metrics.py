@@ -71,6 +71,13 @@ BATCH_TABLE_WRITES = Counter(
     "stream_app_batch_table_writes_total",
     "Table writes applied at the end of batches (one per changed key per batch)",
 )
+ROUTES = ("direct", "rekeyed")
+ROUTED = Counter(
+    "stream_app_routed_total",
+    "Valid input messages: evaluated on their own partition (direct) or forwarded "
+    "to the re-key topic because they were not on their patient's partition (rekeyed)",
+    ["route"],
+)
 INTAKE_LAG_SECONDS = Histogram(
     "stream_app_intake_to_alert_seconds",
     "From received_at to alert emitted",
@@ -97,12 +104,35 @@ STATE_SCAN_TIMESTAMP = Gauge(
     "stream_app_state_scan_timestamp_seconds",
     "When the state gauges were last recounted (Unix time); 0 before the first recount",
 )
+TOPIC_KINDS = ("input", "rekey")
+STALL_HEAL_ACTIONS = ("reseek", "exit")
+STALLS = Counter(
+    "stream_app_stalls_total",
+    "Partitions found with events waiting behind a committed offset that stood still "
+    "for STREAM_APP_STALL_SECONDS, by topic (input or re-key)",
+    ["topic_kind"],
+)
+STALLED_PARTITIONS = Gauge(
+    "stream_app_stalled_partitions",
+    "Partitions of this worker stalled now (not yet healed)",
+)
+STALL_HEALS = Counter(
+    "stream_app_stall_heals_total",
+    "What the worker did about a stall: reseek (read the partition again from its "
+    "committed offset) or exit (stop so that the supervisor restarts it)",
+    ["action"],
+)
 
 # Children exist from the start, so rate() and alert rules see a 0 before the first event.
 # LINES_BY_OUTCOME saves a labels() lookup on every line.
 LINES_BY_OUTCOME = {outcome: LINES.labels(outcome) for outcome in LINE_OUTCOMES}
 for _reason in DEAD_LETTER_REASONS:
     DEAD_LETTERS.labels(_reason)
+ROUTED_BY = {route: ROUTED.labels(route) for route in ROUTES}
+for _kind in TOPIC_KINDS:
+    STALLS.labels(_kind)
+for _action in STALL_HEAL_ACTIONS:
+    STALL_HEALS.labels(_action)
 
 
 class StateGauges:

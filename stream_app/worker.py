@@ -24,16 +24,16 @@ import faust
 from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 
-from . import faust_metrics, metrics
+from . import faust_metrics, faust_patches, health, metrics
 from .alerts import encode_alert, now_rfc3339
 from .engine import Engine, EngineSettings, Transition
 from .event_time import LowWatermark, Report, SourceClocks
-from .events import ClaimLineEvent, Event, Invalid, parse_event
+from .events import Event, Invalid, event_date, event_patient, parse_event
 from .faust_store import FaustStore
 from .profiles import ProfileBook, ProfileError
 from .rules import load_registry
 from .settings import WorkerSettings
-from .topics import TopicSetupError, ensure_topics, repartition_topic
+from .topics import TopicSetupError, ensure_topics, partition_count, repartition_topic
 
 log = logging.getLogger("stream_app.worker")
 
@@ -46,7 +46,11 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 def new_app(settings: WorkerSettings) -> faust.App:
     """The Faust app with the worker's settings, before agents and tables
-    (benchmarks/faust_floor.py builds its floor on the same)."""
+    (benchmarks/faust_floor.py builds its floor on the same).
+
+    Installs the seek-before-resume fix to Faust's table recovery first
+    (stream_app.faust_patches), which refuses any Faust but 0.15.3."""
+    faust_patches.install()
     return faust.App(
         settings.id,
         broker=settings.broker_urls,
@@ -82,13 +86,19 @@ def rocksdb_options(settings: WorkerSettings) -> dict[str, int]:
     }
 
 
-def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
+def build_app(
+    settings: WorkerSettings, profiles: ProfileBook, *, direct: bool = True
+) -> faust.App:
+    """The worker. With `direct` (the input topic has the worker's partition
+    count, so its partition p holds the patients of table partition p) a
+    message on its patient's partition is evaluated straight from the input
+    topic; any other message takes one trip through the re-key topic."""
     app = new_app(settings)
     faust_metrics.install(app)
 
-    def raw_topic(name: str, **extra: Any) -> Any:
+    def raw_topic(*names: str, **extra: Any) -> Any:
         return app.topic(
-            name,
+            *names,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -108,10 +118,12 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             options=rocksdb_options(settings),
         )
 
-    input_topic = raw_topic(settings.input_topic)
     alerts_topic = raw_topic(settings.alerts_topic)
     dlq_topic = raw_topic(settings.dlq_topic)
     by_patient = raw_topic(repartition_topic(settings))
+    # One agent reads both: input messages on their patient's partition are
+    # evaluated where they are, the others forwarded to the re-key topic.
+    both = raw_topic(settings.input_topic, repartition_topic(settings))
     store = FaustStore(
         patients=raw_table("patients"),
         courses=raw_table("courses"),
@@ -161,7 +173,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             if source not in sources:
                 del forwarded_offsets[source]
         clocks.forget_told()
-        ours = [tp for tp in assigned if tp.topic == by_patient.get_topic_name()]
+        ours = [tp for tp in assigned if tp.topic in both.topics]
         if not ours:
             return
         adopt_pending.update(tp.partition for tp in ours)
@@ -220,14 +232,16 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             ],
         )
 
-    event_times: dict[int, LowWatermark] = {}  # re-keyed partition -> its low watermark
+    checks = health.Health(
+        app,
+        {settings.input_topic: "input", by_patient.get_topic_name(): "rekey"},
+        settings.stall_seconds,
+    )
+    checks.install_pages()
+    checks.install_check()
+    checks.quiet_startup()
 
-    @app.agent(input_topic)
-    async def ingest(stream: Any) -> None:
-        # One event at a time: Faust acknowledges an event once the next one
-        # is taken, so nothing is committed before it has been forwarded.
-        async for event in stream.events():
-            await forward(event)
+    event_times: dict[int, LowWatermark] = {}  # re-keyed partition -> its low watermark
 
     async def report_event_time() -> None:
         """Every re-keyed partition hears every source's report, so its low
@@ -243,7 +257,15 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             )
             clocks.told(source, target, report, generation)
 
-    app.timer(interval=EVENT_TIME_REPORT_SECONDS)(report_event_time)
+    async def _report_event_time_every_half_second() -> None:
+        # A loop, not app.timer: a report waits for the input's end offsets
+        # from the broker and can take longer than the interval (under load,
+        # at start-up), which mode's Timer logs as "overlapping" every time.
+        while not app.should_stop:
+            await asyncio.sleep(EVENT_TIME_REPORT_SECONDS)
+            await report_event_time()
+
+    app.task(_report_event_time_every_half_second)
 
     async def mark_idle_sources() -> None:
         """A source read to its end does not hold event time back."""
@@ -260,7 +282,9 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             end = ends.get(tp) or 0
             clocks.set_idle(tp.partition, end == 0 or (done is not None and done + 1 >= end))
 
-    async def forward(event: Any) -> None:
+    async def route(event: Any) -> None:
+        """An input message: evaluated here if it is on its patient's
+        partition, else forwarded there through the re-key topic."""
         raw = bytes(event.value) if event.value is not None else b""
         parsed = parse_event(raw)
         message = event.message
@@ -269,15 +293,16 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             source = f"{message.topic}:{message.partition}:{message.offset}"
             await dead_letter(message.tp, event.key, raw, parsed, source)
             return
-        if isinstance(parsed, ClaimLineEvent):
-            patient_id, event_date = parsed.line.patient_id, parsed.line.date_of_service
-        else:
-            patient_id, event_date = parsed.patient_id, parsed.date
-        clocks.observe(message.partition, event_date)
+        clocks.observe(message.partition, event_date(parsed))
         report = clocks.reports[message.partition]
         generation = clocks.generation
-        key = patient_id.encode()
+        key = event_patient(parsed).encode()
         target = patient_partition(key, settings.partitions)
+        if direct and target == message.partition:
+            metrics.ROUTED_BY["direct"].inc()
+            await evaluate_one(event, parsed, raw)
+            return
+        metrics.ROUTED_BY["rekeyed"].inc()
         await send_for(
             message.tp,
             by_patient,
@@ -299,8 +324,12 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         low = event_times.get(partition)
         if low is None:
             low = event_times[partition] = LowWatermark(settings.partitions)
+        if direct and partition in clocks.reports:
+            # The partition's own input source is read by this same agent:
+            # its latest report holds for everything of it evaluated so far.
+            low.update(partition, clocks.reports[partition])
         source = _header(headers, "src")
-        if source is not None:
+        if source is not None and not (direct and int(source) == partition):
             report = Report(_header(headers, "wm") or "", _header(headers, "idle") == "1")
             low.update(int(source), report)
         return low
@@ -309,13 +338,13 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     # its events; commits wait for it (see _commit_between_batches).
     batch_lock = asyncio.Lock()
 
-    @app.agent(by_patient)
+    @app.agent(both)
     async def evaluate(stream: Any) -> None:
         if settings.batch_max <= 1:
             # One event at a time, table writes at once: Faust acknowledges
             # an event when the next one is taken.
             async for event in stream.events():
-                await evaluate_one(event)
+                await take(event)
             return
         _commit_between_batches(app.consumer, batch_lock)
         store.hold_writes()
@@ -323,6 +352,9 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             await batch_lock.acquire()
             try:
                 await evaluate_batch(events)
+            except BaseException:
+                _keep_unacknowledged(events)
+                raise
             finally:
                 # take_events acknowledges the batch right after this body,
                 # without suspending: a callback runs only after that.
@@ -335,21 +367,19 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             last_of_partition[partition] = event
             store.partition = partition
             with _as_current(event):
-                await evaluate_one(event)
+                await take(event)
         written = store.flush(partial(_as_current_of, last_of_partition))
         metrics.BATCHES.inc()
         metrics.BATCH_TABLE_WRITES.inc(written)
 
-    async def evaluate_one(event: Any) -> None:
+    async def take(event: Any) -> None:
         message = event.message
-        if message.partition in adopt_pending:
-            adopt_pending.discard(message.partition)
-            event_times.pop(message.partition, None)
-            adopt(message.partition)
-        clock = event_time(message.partition, message.headers)
-        watermark, settled, latest = clock.low, clock.settled, clock.latest
+        if message.topic == settings.input_topic:
+            await route(event)
+            return
         if _header(message.headers, "tick") is not None:
-            ticked = engine.tick(message.partition, watermark, settled, latest)
+            clock = clock_of(message)
+            ticked = engine.tick(message.partition, clock.low, clock.settled, clock.latest)
             await send_alerts(message.tp, ticked, None)
             return
         raw = bytes(event.value) if event.value is not None else b""
@@ -357,6 +387,21 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         if isinstance(parsed, Invalid):  # only if someone writes to our internal topic
             await dead_letter(message.tp, event.key, raw, parsed, "internal")
             return
+        await evaluate_one(event, parsed, raw)
+
+    def clock_of(message: Any) -> LowWatermark:
+        if message.partition in adopt_pending:
+            adopt_pending.discard(message.partition)
+            event_times.pop(message.partition, None)
+            adopt(message.partition)
+        # Input messages carry no event-time report of ours (see route).
+        headers = None if message.topic == settings.input_topic else message.headers
+        return event_time(message.partition, headers)
+
+    async def evaluate_one(event: Any, parsed: Event, raw: bytes) -> None:
+        message = event.message
+        clock = clock_of(message)
+        watermark, settled, latest = clock.low, clock.settled, clock.latest
         started = time.perf_counter()
         try:
             result = engine.apply(parsed, message.partition, watermark, settled, latest)
@@ -438,6 +483,20 @@ def _commit_between_batches(consumer: Any, batch_lock: asyncio.Lock) -> None:
 
     consumer.force_commit = force_commit_between_batches
     consumer._stream_app_guarded = True
+
+
+def _keep_unacknowledged(events: list[Any]) -> None:
+    """Keep the events of a batch cut short (the worker stopping in the
+    middle of it, an error) from being acknowledged, so that they are read
+    again from the committed offset.
+
+    Faust's take_events acknowledges a batch's events however its body ends;
+    the batch's table writes, held until its end, are lost, and committing
+    its offsets would skip its events (alerts missing, or state behind the
+    alerts already sent). One more reference per message outlives that
+    acknowledgement."""
+    for event in events:
+        event.message.incref()
 
 
 @contextmanager
@@ -535,10 +594,20 @@ def run_worker() -> int:
     except TopicSetupError as exc:
         print(f"stream-app worker: {exc}", file=sys.stderr)
         return 3
+    input_partitions = asyncio.run(partition_count(settings, settings.input_topic))
+    direct = input_partitions == settings.partitions
+    if not direct:
+        log.warning(
+            "input topic %s has %d partitions, not STREAM_APP_PARTITIONS=%d: every message "
+            "takes the re-key topic",
+            settings.input_topic,
+            input_partitions,
+            settings.partitions,
+        )
     from . import kafka_backoff
 
     kafka_backoff.install()  # no busy loop while the broker is down
-    app = build_app(settings, profiles)
+    app = build_app(settings, profiles, direct=direct)
     tables_dir = Path(app.conf.tabledir)
     if settings.processing_guarantee == "exactly_once" and settings.store.startswith("rocksdb"):
         drop_tables_after_crash(tables_dir)
@@ -548,9 +617,11 @@ def run_worker() -> int:
     except SystemExit as exc:
         if exc.code in (0, None):
             mark_clean_shutdown(tables_dir)
+            if health.exit_requested():
+                return health.EXIT_STALLED
         raise
     mark_clean_shutdown(tables_dir)
-    return 0
+    return health.EXIT_STALLED if health.exit_requested() else 0
 
 
 CLEAN_SHUTDOWN_MARKER = "clean-shutdown"

@@ -31,13 +31,18 @@ def test_two_years_of_claims_level_off() -> None:
     store = MemoryStore()
     engine = Engine(store)
     samples: dict[str, dict[str, int]] = {}  # month -> sizes at its end
+    current = ""
     synth = Synth(PATIENTS, seed=3, start=date(2025, 1, 1), span_days=SPAN_DAYS, void_rate=0.02)
     for raw in generate_lines(synth):
         event = parse_event(raw)
         assert not isinstance(event, Invalid)
         engine.apply(event)
         month = engine.watermark()[:7]
-        samples[month] = held(store)
+        if month != current:  # the sizes as the month before ended
+            if current:
+                samples[current] = held(store)
+            current = month
+    samples[current] = held(store)
     months = sorted(samples)
     assert len(months) >= 24
     sizes = [samples[m] for m in months]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from helpers import cl, parse, void
@@ -177,3 +178,39 @@ async def test_a_commit_waits_for_the_batch_in_evaluation() -> None:
     batch_lock.release()
     assert await commit is True
     assert consumer.commits == 1
+
+
+def test_a_batch_cut_short_is_not_acknowledged() -> None:
+    """Faust's take_events acknowledges a batch's events however its body
+    ends; the worker adds a reference to each event of a batch cut short, so
+    that acknowledgement does not make them committable (they are read
+    again)."""
+    import inspect
+
+    from faust.streams import Stream
+    from faust.types.tuples import ConsumerMessage
+
+    from stream_app.worker import _keep_unacknowledged
+
+    source = inspect.getsource(Stream.take_events)
+    assert "finally:" in source and "await self.ack(event)" in source
+
+    class Consumer:
+        def __init__(self) -> None:
+            self.acked: list[int] = []
+
+        def ack(self, message: ConsumerMessage) -> bool:
+            self.acked.append(message.offset)
+            return True
+
+    def event(offset: int) -> Any:
+        message = ConsumerMessage("t", 0, offset, 0.0, 0, None, b"k", b"v", None)
+        message.incref()  # the stream's reference, as when delivered
+        return type("Event", (), {"message": message})()
+
+    consumer = Consumer()
+    whole, cut = [event(1), event(2)], [event(3), event(4)]
+    _keep_unacknowledged(cut)
+    for e in whole + cut:  # what take_events' finally does
+        e.message.ack(consumer)
+    assert consumer.acked == [1, 2]

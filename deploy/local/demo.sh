@@ -34,7 +34,9 @@ mkdir -p "$ROOT/.cache"
 bash deploy/local/kafka.sh start
 
 echo "demo: starting worker (log: $WORKER_LOG, metrics: http://127.0.0.1:$STREAM_APP_WEB_PORT/metrics)" >&2
-"$BIN/stream-app" worker >"$WORKER_LOG" 2>&1 &
+# As Kubernetes would, supervise.sh starts the worker again if it exits with
+# code 4 (a stall it could not heal by itself; README, Operations).
+bash deploy/local/supervise.sh "$BIN/stream-app" worker >"$WORKER_LOG" 2>&1 &
 worker_pid=$!
 for _ in $(seq 1 120); do
   grep -q "Worker ready" "$WORKER_LOG" 2>/dev/null && break

@@ -118,7 +118,7 @@ def test_healthchecks() -> None:
     assert found["kafka-exporter"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     worker_needs = found["worker"]["depends_on"]["topic-init"]["condition"]
     assert worker_needs == "service_completed_successfully"
-    assert "6066/metrics" in " ".join(found["worker"]["healthcheck"]["test"])
+    assert "6066/healthz" in " ".join(found["worker"]["healthcheck"]["test"])
 
 
 def test_volumes_and_mounted_files() -> None:
@@ -222,7 +222,7 @@ def test_dockerfile() -> None:
     compose_worker = services()["worker"]
     data_dir = compose_worker["environment"]["STREAM_APP_DATA_DIR"]
     assert f'VOLUME ["{data_dir}"]' in text
-    assert "EXPOSE 6066" in text and "HEALTHCHECK" in text
+    assert "EXPOSE 6066" in text and "HEALTHCHECK" in text and "/healthz" in text
     assert re.search(r"^USER (?!root|0\b)\S+", text, flags=re.M), "the worker must not run as root"
     assert 'ENTRYPOINT ["stream-app"]' in text and 'CMD ["worker"]' in text
     copies = dockerfile_copies()

@@ -106,6 +106,9 @@ def test_shows_what_the_issue_asks_for() -> None:
         "faust_rebalance_done_latency_count",  # rebalances
         "stream_app_courses",
         "stream_app_days",
+        "stream_app_stalls_total",  # stalls (issue 10)
+        "stream_app_stall_heals_total",
+        "stream_app_stalled_partitions",
     } <= used
     exprs = [q.expr for q in dashboard_queries()]
     assert any("sum by (rule_id)" in e and "alert_transitions" in e for e in exprs)

@@ -83,9 +83,14 @@ def test_statefulset_essentials() -> None:
     # probes on the web port
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["web"] == int(env["STREAM_APP_WEB_PORT"])
-    for probe in ("readinessProbe", "livenessProbe"):
+    # SPEC 9: readiness from /readyz (503 while tables recover), liveness
+    # and start-up from /healthz (fails on a stall the worker cannot heal)
+    paths = {"startupProbe": "/healthz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+    for probe, path in paths.items():
         check = container[probe]["httpGet"]
-        assert check["port"] in ("web", ports["web"]) and check["path"] == "/metrics", probe
+        assert check["port"] in ("web", ports["web"]) and check["path"] == path, probe
+    # a worker that exits (code 4 on a stall it cannot heal) is restarted
+    assert pod["spec"].get("restartPolicy", "Always") == "Always"
     # resources and a non-root user
     requests = container["resources"]["requests"]
     assert requests["cpu"] and requests["memory"]

@@ -22,7 +22,9 @@ from stream_app.store import MemoryStore
 from stream_app.synth import Synth, generate_lines
 
 RULE_IDS = load_registry().ids
-ALLOWED_LABELS = {"outcome", "reason", "rule_id", "status", "finality"}
+ALLOWED_LABELS = {
+    "outcome", "reason", "rule_id", "status", "finality", "topic_kind", "action", "route"
+}
 
 
 def families() -> dict[str, Any]:
@@ -40,6 +42,9 @@ def test_names_units_and_labels() -> None:
         "stream_app_open_alerts",
         "stream_app_courses",
         "stream_app_days",
+        "stream_app_stalls",
+        "stream_app_stalled_partitions",
+        "stream_app_stall_heals",
     } <= set(found)
     for name, family in found.items():
         if family.type == "counter":
@@ -54,6 +59,11 @@ def test_names_units_and_labels() -> None:
 
 
 def test_fixed_label_sets_exist_from_the_start() -> None:
+    value = REGISTRY.get_sample_value
+    for kind in metrics.TOPIC_KINDS:
+        assert value("stream_app_stalls_total", {"topic_kind": kind}) is not None
+    for action in metrics.STALL_HEAL_ACTIONS:
+        assert value("stream_app_stall_heals_total", {"action": action}) is not None
     for outcome in metrics.LINE_OUTCOMES:
         assert REGISTRY.get_sample_value("stream_app_lines_total", {"outcome": outcome}) is not None
     for reason in metrics.DEAD_LETTER_REASONS:

@@ -20,6 +20,8 @@ EXPECTED_ALERTS = {
     "StreamAppEngineErrors",
     "StreamAppNoInput",
     "StreamAppAlertRateSpike",
+    "StreamAppPartitionStalled",  # SPEC 9
+    "StreamAppWorkerRestarting",
 }
 
 

@@ -107,24 +107,32 @@ class Deployment:
         }
 
     def start_worker(self, index: int = 0, wait: bool = True) -> WorkerProcess:
+        """A worker process, restarted when it exits with code 4 (a stall it
+        could not heal), as Kubernetes or deploy/local/supervise.sh would."""
         env = self.worker_env(index)
         log_path = self.data_root / f"worker{index}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "ab")  # noqa: SIM115 - owned by the WorkerProcess
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stream_app", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-        worker = WorkerProcess(process, log_path, int(env["STREAM_APP_WEB_PORT"]), log)
+
+        def spawn() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [sys.executable, "-m", "stream_app", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+
+        worker = WorkerProcess(spawn(), log_path, int(env["STREAM_APP_WEB_PORT"]), log, spawn)
+        worker.supervise()
         if wait:
             worker.wait_ready()
         return worker
 
-    def publish(self, lines: Iterable[bytes], rate: float | None = None) -> int:
-        return asyncio.run(publish(self.settings, lines, rate=rate))
+    def publish(
+        self, lines: Iterable[bytes], rate: float | None = None, key_by: str = "patient_id"
+    ) -> int:
+        return asyncio.run(publish(self.settings, lines, rate=rate, key_by=key_by))
 
     def read_topic(self, topic: str) -> list[Any]:
         return asyncio.run(_read_all(self.broker.bootstrap, topic))
@@ -143,19 +151,49 @@ class Deployment:
         wait_caught_up_with(self, {"bootstrap_servers": self.broker.bootstrap}, timeout, settle)
 
 
+EXIT_STALLED = 4  # stream_app.health.EXIT_STALLED
+MAX_RESTARTS = 5
+
+
 @dataclass
 class WorkerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     web_port: int
     _log: Any
+    _spawn: Callable[[], subprocess.Popen[bytes]] | None = None
+    restarts: int = 0
+    _stopping: bool = False
+
+    def supervise(self) -> None:
+        """Restart the worker when it exits with code 4, at most MAX_RESTARTS
+        times (a thread; stop() and kill() end it)."""
+        import threading
+
+        def watch() -> None:
+            while not self._stopping:
+                code = self.process.wait()
+                if self._stopping or code != EXIT_STALLED or self.restarts >= MAX_RESTARTS:
+                    return
+                self.restarts += 1
+                self._log.write(f"harness: worker exited 4, restart {self.restarts}\n".encode())
+                self._log.flush()
+                assert self._spawn is not None
+                self.process = self._spawn()
+
+        if self._spawn is not None:
+            threading.Thread(target=watch, daemon=True).start()
+
+    def ready(self) -> bool:
+        """GET /readyz answers 200 (SPEC 9: tables recovered, processing)."""
+        return probe(self.web_port, "/readyz") == 200
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if b"Worker ready" in self.log_path.read_bytes():
+            if self.ready():
                 return
-            if self.process.poll() is not None:
+            if self.process.poll() is not None and self.process.returncode != EXIT_STALLED:
                 raise RuntimeError(f"worker exited {self.process.returncode}:\n{self.tail()}")
             time.sleep(0.3)
         raise TimeoutError(f"worker not ready in {timeout}s:\n{self.tail()}")
@@ -164,11 +202,13 @@ class WorkerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def kill(self) -> None:
+        self._stopping = True
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(30)
         self._log.close()
 
     def stop(self, timeout: float = 60) -> int:
+        self._stopping = True
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -176,8 +216,23 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return self.process.returncode
+
+
+def probe(port: int, path: str, host: str = "127.0.0.1") -> int | None:
+    """HTTP status of GET path on the worker's web port; None if it does not answer."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
 
 
 async def _read_all(bootstrap: str, topic: str) -> list[Any]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,15 +23,12 @@ from .harness import (
     Deployment,
     WorkerProcess,
     assert_matches_replay,
-    comparable,
     fetch_metrics,
-    replay_alerts,
     start_own_broker,
     worker_log,
 )
 
 OUTAGE_SECONDS = 20
-STALL_SECONDS = 90
 
 
 @pytest.fixture
@@ -115,60 +110,3 @@ def test_broker_outage_mid_stream(own_broker: Broker, tmp_path: Path) -> None:
         assert_matches_replay(deployment.alerts(), lines)
     finally:
         assert worker.stop() == 0, worker.tail()
-
-
-@pytest.mark.skipif(
-    not os.environ.get("STREAM_APP_SLOW_TESTS"),
-    reason="set STREAM_APP_SLOW_TESTS=1: up to 5 min, and Faust's recovery race "
-    "(faust#596) makes it wait out a stall most times",
-)
-def test_state_dir_lost(deployment: Deployment) -> None:
-    """A worker whose RocksDB directory is gone rebuilds its tables from the
-    changelog topics (on the shared broker: nothing is stopped but the worker).
-
-    The first start after that often stalls (7 of 8 tries here): Faust's
-    recovery race (faust-streaming/faust#596, open) drops some input events
-    from its in-memory queues while the tables are restored; they are never
-    processed or acked, so the input's committed offset stops and the lag
-    stays. A restart reads them again from the committed offsets. The test
-    allows that one restart, as the README's Operations section tells an
-    operator to do, and warns when it was needed."""
-    lines = list(generate_lines(Synth(80, seed=31, violation_rate=0.3, void_rate=0.05)))
-    half = len(lines) // 2
-    worker = deployment.start_worker()
-    try:
-        deployment.publish(lines[:half])
-        deployment.wait_caught_up()
-    finally:
-        assert worker.stop() == 0, worker.tail()
-    state = deployment.data_root / "worker0"
-    assert any(state.iterdir()), "the worker should have written its tables"
-    shutil.rmtree(state)
-    deployment.publish(lines[half:])
-    worker = deployment.start_worker()
-    try:
-        try:
-            deployment.wait_caught_up(timeout=STALL_SECONDS)
-            stalled = False
-        except TimeoutError:
-            stalled = True
-        text = worker_log(worker)
-    finally:
-        assert worker.stop() == 0, worker.tail()
-    restarted = text.rsplit("[^Worker]: Starting...", 1)[1]
-    rebuilt = sum(int(n) for n in re.findall(r"partition \d+: (\d+) patients in state", restarted))
-    assert rebuilt > 0, "the patients of the first half should be back from the changelogs"
-    if stalled:
-        warnings.warn(
-            f"the worker stalled for {STALL_SECONDS} s after restoring its tables "
-            "(faust-streaming/faust#596); a restart recovered it",
-            stacklevel=1,
-        )
-        worker = deployment.start_worker()
-        try:
-            deployment.wait_caught_up(timeout=120)
-        finally:
-            assert worker.stop() == 0, worker.tail()
-    expected = comparable(replay_alerts(lines, close_at_end=False))
-    assert expected
-    assert comparable(deployment.alerts()) == expected

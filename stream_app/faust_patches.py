@@ -1,0 +1,116 @@
+"""A version-pinned fix to faust-streaming 0.15.3: seek before resume.
+
+At the end of a table recovery, 0.15.3's `Recovery.on_recovery_completed`
+resumes the stream partitions and *then* awaits `consumer.perform_seek()`.
+Flow is already on from the changelog read, so during the seek (a few hundred
+milliseconds, one committed-offset request per partition) the fetcher hands
+the agents records from wherever the consumer stood. When the seek lands,
+the next record of that batch looks like a jump in offsets to
+`Consumer._drain_messages`, which records a gap and acknowledges it by
+itself; `flow_control.resume()` then drops what is still queued. The result
+(measured in ../shared/notes/faust-recovery-race.md): duplicate
+acknowledgements, commits that crawl by one offset, records never processed
+(a partition whose commits stop for good) or silently skipped (wrong alerts).
+
+`on_recovery_completed` below is 0.15.3's method with one change: the seek
+happens while the stream partitions are still paused, and nothing awaits
+between resuming them and `flow_control.resume()`, so nothing fetched from
+the old position can reach an agent. `install()` refuses any other Faust
+version, and any 0.15.3 whose method is not the one this copy was made from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+from importlib.metadata import version
+from typing import Any, cast
+
+from faust.tables.recovery import Recovery
+
+FAUST_VERSION = "0.15.3"
+# sha256 of inspect.getsource(Recovery.on_recovery_completed) in 0.15.3.
+ORIGINAL_SOURCE_SHA256 = "6ef567acf072e46da3fccbccc6d662371f634f622c3d510972d5df81f70ae3ac"
+
+_original = Recovery.on_recovery_completed
+
+
+class FaustVersionError(RuntimeError):
+    """The installed Faust is not the one this override was written for."""
+
+
+def source_sha256(function: Any) -> str:
+    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()
+
+
+async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
+    """Call when active table recovery is completed (seek, then resume)."""
+    consumer = self.app.consumer
+    self.log.info("Restore complete!")
+    await self.app.on_rebalance_complete.send()
+    self._set_recovery_ended()
+    # This needs to happen if all goes well
+    callback_coros = [
+        asyncio.ensure_future(
+            table.on_recovery_completed(
+                self.actives_for_table[table],
+                self.standbys_for_table[table],
+            )
+        )
+        for table in self.tables.values()
+    ]
+    if callback_coros:
+        await asyncio.wait(callback_coros)
+    assignment = consumer.assignment()
+    if self.app.consumer_generation_id != generation_id:
+        self.log.warning(
+            f"Recovery rebalancing again app id "
+            f"{self.app.consumer_generation_id} param {generation_id}"
+        )
+        return
+    # stream-app: seek while the stream partitions are still paused...
+    if assignment:
+        self.log.info("Seek stream partitions to committed offsets.")
+        await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+    # ...then resume them, with no await before flow_control.resume().
+    consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+    self.completed.set()
+    self.log.dev("Resume stream partitions")
+    self.app.flow_control.resume()
+    consumer.resume_flow()
+    # finally make sure the fetcher is running.
+    await cast(Any, self.app)._fetcher.maybe_start()
+    self.tables.on_actives_ready()
+    if not self.app.assignor.assigned_standbys():
+        self.tables.on_standbys_ready()
+    self.app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
+def check_faust() -> None:
+    """Raise FaustVersionError unless Faust is the version this override fits."""
+    installed = version("faust-streaming")
+    if installed != FAUST_VERSION:
+        raise FaustVersionError(
+            f"stream_app.faust_patches fits faust-streaming {FAUST_VERSION}, not {installed}: "
+            "check whether Recovery.on_recovery_completed still resumes the stream partitions "
+            "before it seeks them (../shared/notes/faust-recovery-race.md), then update "
+            "or drop the override"
+        )
+    found = source_sha256(_original)
+    if found != ORIGINAL_SOURCE_SHA256:
+        raise FaustVersionError(
+            "faust.tables.recovery.Recovery.on_recovery_completed is not 0.15.3's "
+            f"(sha256 {found}): the override in stream_app.faust_patches no longer fits it"
+        )
+
+
+def install() -> None:
+    """Replace Recovery.on_recovery_completed (idempotent); refuse other versions."""
+    check_faust()
+    Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
+
+
+def installed() -> bool:
+    return Recovery.on_recovery_completed is on_recovery_completed

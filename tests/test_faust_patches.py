@@ -1,0 +1,156 @@
+"""The seek-before-resume override of Faust's table recovery
+(stream_app.faust_patches; ../shared/notes/faust-recovery-race.md).
+
+A fake consumer and fetcher replay the end of a table recovery: the stream
+partitions are paused, flow is on (from the changelog read), the consumer
+stands past the committed offset. A fetcher that runs on every turn of the
+event loop records what it would hand the agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import version
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from stream_app import faust_patches
+
+STREAM = ("claim-lines", 0)
+CHANGELOG = ("app-days-changelog", 0)
+COMMITTED, STALE = 10, 60
+
+
+class FakeConsumer:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+        self.paused = {STREAM, CHANGELOG}
+        self.position = {STREAM: STALE}
+        self.flow_on = True  # left on by the changelog read
+
+    def assignment(self) -> set[tuple[str, int]]:
+        return {STREAM, CHANGELOG}
+
+    def resume_partitions(self, tps: Any) -> None:
+        self.calls.append("resume_partitions")
+        self.paused -= set(tps)
+
+    async def perform_seek(self) -> None:
+        self.calls.append("seek started")
+        for _ in range(3):  # one committed-offset request per partition
+            await asyncio.sleep(0)
+        self.position[STREAM] = COMMITTED
+        self.calls.append("seek done")
+
+    def resume_flow(self) -> None:
+        self.flow_on = True
+
+
+def fake_recovery(calls: list[str]) -> SimpleNamespace:
+    consumer = FakeConsumer(calls)
+
+    async def nothing() -> None:
+        return None
+
+    async def wait(coro: Any, timeout: float | None = None) -> None:
+        await coro
+
+    app = SimpleNamespace(
+        consumer=consumer,
+        on_rebalance_complete=SimpleNamespace(send=nothing),
+        consumer_generation_id=1,
+        conf=SimpleNamespace(broker_request_timeout=30.0),
+        flow_control=SimpleNamespace(resume=lambda: calls.append("flow_control.resume")),
+        _fetcher=SimpleNamespace(maybe_start=nothing),
+        assignor=SimpleNamespace(assigned_standbys=lambda: set()),
+        on_rebalance_end=lambda: calls.append("rebalance end"),
+    )
+    log = SimpleNamespace(info=lambda *a: None, dev=lambda *a: None, warning=lambda *a: None)
+    tables = SimpleNamespace(
+        values=lambda: [], on_actives_ready=lambda: None, on_standbys_ready=lambda: None
+    )
+    return SimpleNamespace(
+        app=app,
+        log=log,
+        tables=tables,
+        actives_for_table={},
+        standbys_for_table={},
+        completed=asyncio.Event(),
+        _set_recovery_ended=lambda: None,
+        _is_changelog_tp=lambda tp: tp == CHANGELOG,
+        _wait=wait,
+    )
+
+
+async def run_recovery_end(method: Any) -> tuple[list[str], list[int]]:
+    """(calls in order, offsets the fetcher delivered from the stream partition)."""
+    calls: list[str] = []
+    recovery = fake_recovery(calls)
+    consumer = recovery.app.consumer
+    delivered: list[int] = []
+
+    async def fetcher() -> None:
+        while True:
+            if consumer.flow_on and STREAM not in consumer.paused:
+                delivered.append(consumer.position[STREAM])
+                calls.append(f"fetched {consumer.position[STREAM]}")
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(fetcher())
+    try:
+        await method(recovery, 1)
+        await asyncio.sleep(0)
+    finally:
+        task.cancel()
+    return calls, delivered
+
+
+async def test_faust_original_order_fetches_from_the_old_position() -> None:
+    """The control: 0.15.3's own method resumes, then seeks, and the fetcher
+    hands over records from where the consumer stood (the race)."""
+    calls, delivered = await run_recovery_end(faust_patches._original)
+    assert calls.index("resume_partitions") < calls.index("seek done")
+    assert STALE in delivered
+
+
+async def test_the_override_seeks_before_it_resumes() -> None:
+    calls, delivered = await run_recovery_end(faust_patches.on_recovery_completed)
+    assert calls.index("seek done") < calls.index("resume_partitions")
+    # Nothing runs between resuming the partitions and resuming the flow.
+    resumed = calls.index("resume_partitions")
+    assert calls[resumed + 1] == "flow_control.resume"
+    assert delivered and set(delivered) == {COMMITTED}
+
+
+def test_the_override_is_installed_when_the_app_is_built() -> None:
+    from stream_app.settings import WorkerSettings
+    from stream_app.worker import new_app
+
+    new_app(WorkerSettings(store="memory://"))
+    assert faust_patches.installed()
+    faust_patches.install()  # idempotent
+    assert faust_patches.installed()
+
+
+def test_faust_is_the_version_the_override_was_written_for() -> None:
+    """Fails loudly when the installed Faust changes: read the new
+    Recovery.on_recovery_completed, then update or drop the override."""
+    assert version("faust-streaming") == faust_patches.FAUST_VERSION == "0.15.3"
+    assert faust_patches.source_sha256(faust_patches._original) == (
+        faust_patches.ORIGINAL_SOURCE_SHA256
+    )
+    faust_patches.check_faust()
+
+
+def test_the_override_refuses_another_faust(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faust_patches, "version", lambda name: "0.15.4")
+    with pytest.raises(faust_patches.FaustVersionError, match=r"0\.15\.3, not 0\.15\.4"):
+        faust_patches.install()
+
+
+def test_the_override_refuses_a_changed_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faust_patches, "ORIGINAL_SOURCE_SHA256", "0" * 64)
+    with pytest.raises(faust_patches.FaustVersionError, match="no longer fits"):
+        faust_patches.check_faust()
