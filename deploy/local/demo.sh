@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on one machine: a local Kafka broker, a stream-app worker and
-# the sample stream; alerts are printed as they arrive. Ctrl-C stops it all.
+# the sample stream (claim lines, then the claims of two 837 files); alerts
+# are printed as they arrive. Ctrl-C stops it all.
 # Non-interactive runs (no terminal) stop after DEMO_IDLE seconds without alerts.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -45,6 +46,11 @@ for _ in $(seq 1 120); do
 done
 
 "$BIN/stream-app" publish "$SAMPLE"
+# Claims as payers receive them: two 837 files through intake, one claim
+# message per CLM loop, keyed by patient (README, "From 837 files").
+if [[ -z "${1:-}" ]]; then
+  "$BIN/stream-app" intake x12 --publish examples/x12/radonc-837p.txt examples/x12/radonc-837i.txt
+fi
 if [[ -t 1 ]]; then
   echo "demo: alerts as they arrive (Ctrl-C to stop)" >&2
   "$BIN/stream-app" alerts || true
