@@ -28,12 +28,14 @@ from importlib.metadata import version
 from typing import Any, cast
 
 from faust.tables.recovery import Recovery
+from faust.transport.producer import ProducerBuffer
 
 FAUST_VERSION = "0.15.3"
 # sha256 of inspect.getsource(Recovery.on_recovery_completed) in 0.15.3.
 ORIGINAL_SOURCE_SHA256 = "6ef567acf072e46da3fccbccc6d662371f634f622c3d510972d5df81f70ae3ac"
 
 _original = Recovery.on_recovery_completed
+_original_send_pending = ProducerBuffer._send_pending
 
 
 class FaustVersionError(RuntimeError):
@@ -106,11 +108,33 @@ def check_faust() -> None:
         )
 
 
+async def _send_pending_counted(self: Any, fut: Any) -> None:
+    """0.15.3's ProducerBuffer._send_pending, counting the sends under way:
+    a message taken from the buffer's queue is not yet in Kafka's producer
+    until this returns (see buffer_drained)."""
+    self._stream_app_sending = getattr(self, "_stream_app_sending", 0) + 1
+    try:
+        await _original_send_pending(self, fut)
+    finally:
+        self._stream_app_sending -= 1
+
+
+def buffer_drained(buffer: Any) -> bool:
+    """Every message put in Faust's producer buffer (table changelog writes
+    go there) has been handed to Kafka's producer."""
+    return not buffer.size and not getattr(buffer, "_stream_app_sending", 0)
+
+
 def install() -> None:
-    """Replace Recovery.on_recovery_completed (idempotent); refuse other versions."""
+    """Replace Recovery.on_recovery_completed and count the producer buffer's
+    sends (idempotent; before the app starts); refuse other versions."""
     check_faust()
     Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
+    ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
 
 
 def installed() -> bool:
-    return Recovery.on_recovery_completed is on_recovery_completed
+    return (
+        Recovery.on_recovery_completed is on_recovery_completed
+        and ProducerBuffer._send_pending is _send_pending_counted
+    )

@@ -180,6 +180,47 @@ async def test_a_commit_waits_for_the_batch_in_evaluation() -> None:
     assert consumer.commits == 1
 
 
+async def test_a_transactional_commit_waits_for_the_producer_buffer() -> None:
+    """Table changelog writes wait in Faust's producer buffer; a commit under
+    exactly-once must not run before they are handed to Kafka's producer."""
+    import asyncio
+
+    from stream_app.worker import _commit_between_batches
+
+    class Buffer:
+        def __init__(self) -> None:
+            self.size = 3
+            self._stream_app_sending = 0
+
+        async def flush(self) -> None:  # the buffer's sender, one message a call
+            if self.size:
+                self.size -= 1
+                self._stream_app_sending = 1
+            else:
+                self._stream_app_sending = 0
+            await asyncio.sleep(0)
+
+    class App:
+        producer = type("Producer", (), {"buffer": Buffer()})()
+
+    class Consumer:
+        in_transaction = True
+        app = App()
+
+        def __init__(self) -> None:
+            self.buffered_at_commit: list[tuple[int, int]] = []
+
+        async def force_commit(self) -> bool:
+            buffer = self.app.producer.buffer
+            self.buffered_at_commit.append((buffer.size, buffer._stream_app_sending))
+            return True
+
+    consumer = Consumer()
+    _commit_between_batches(consumer, asyncio.Lock())
+    assert await consumer.force_commit() is True
+    assert consumer.buffered_at_commit == [(0, 0)]
+
+
 def test_a_batch_cut_short_is_not_acknowledged() -> None:
     """Faust's take_events acknowledges a batch's events however its body
     ends; the worker adds a reference to each event of a batch cut short, so

@@ -62,6 +62,9 @@ LABEL_VALUES = {
     "rule_id": RULE_IDS,
     "status": set(metrics.ALERT_STATUSES),
     "finality": set(metrics.FINALITIES),
+    "topic_kind": set(metrics.TOPIC_KINDS),
+    "action": set(metrics.STALL_HEAL_ACTIONS),
+    "route": set(metrics.ROUTES),
 }
 INVALID = [b"not json", b"[]", b'{"claim_id": 7}', b'{"kind": "nonsense"}']
 
