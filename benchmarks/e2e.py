@@ -1,44 +1,51 @@
 """End-to-end throughput, latency and memory of `stream-app worker` on a local broker.
 
-    .venv/bin/python benchmarks/e2e.py                      # 1,000,000 lines: ~25 min *
-    .venv/bin/python benchmarks/e2e.py --lines 200000       # ~8 min *
+    .venv/bin/python benchmarks/e2e.py                      # 1,000,000 lines, every phase
+    .venv/bin/python benchmarks/e2e.py --lines 50000 --only replay,claims,lines   # a small run
     .venv/bin/python benchmarks/e2e.py --only latency,rss --throughput 2000
 
 Starts its own single-node Kafka (deploy/local/kafka.sh, free ports, a state
-directory under .cache/bench/) with the helpers of tests/integration/harness.py,
-gives every phase a fresh deployment (its own topics and consumer group) and a
-fresh `stream-app worker` process (RocksDB store, the default), and stops
-everything at the end.
+directory under .cache/bench/) with the helpers of tests/integration/harness.py
+and stops it at the end. The stream is --lines lines of stream_app.synth
+(--patients, by default lines / 80), as line messages and as the claim
+messages of `generate --format claims` (the same lines; benchmarks/e2e_claims.py).
+Each way of publishing it (claims by patient, lines by patient, lines by
+claim) gets its own deployment (topics, consumer group), published once;
+every worker is a fresh `stream-app worker` process (RocksDB store).
 
-1. baseline   N lines (stream_app.synth, ~10,000 patients) are published once
-              to the input topic (8 partitions). A bare aiokafka loop in a
-              subprocess consumes them, orjson-parses each and produces one
-              message per input (keyed by patient) to an 8-partition output
-              topic: lines/s from its first record to its last flush.
-1b floor      (only with --only ...,floor) benchmarks/faust_floor.py over the
-              same lines in its own group: the baseline's work done by a Faust
-              agent (pass), and the worker's skeleton without the engine:
-              re-key by patient, one table write per line (rekey-table).
-2. throughput One worker over the same N lines: from its first consumed record
-              until the group's committed lag on the input and re-key topics
-              is zero; lines/s and the ratio to the baseline (target >= 50%).
-3. latency    A fresh worker; a steady publish at --rate for --seconds with
-              received_at stamped at send time (violation rate 1.0 so that
-              alerts are frequent), the alerts topic read concurrently.
-              p50/p99 of (alert received - send time of the newest line the
-              alert names) and of the worker's histogram
-              stream_app_intake_to_alert_seconds. If the worker falls behind,
-              the phase runs again at --sustain x the throughput of phase 2.
-4. rss        A fresh worker; one delivery line for each of --open-courses
-              courses (distinct patients, same date of service: none closes),
-              then VmRSS / VmHWM of the worker from /proc/<pid>/status.
+Phases (--only, comma-separated; all by default):
+  baseline        a bare aiokafka loop in a subprocess over the line messages:
+                  consume, orjson-parse, produce one message per input keyed by
+                  patient; messages/s from its first record to its last flush.
+  floor           benchmarks/faust_floor.py, its own group: `pass` (the
+                  baseline's work through a Faust agent) and `rekey-table` on
+                  the line messages, and `pass` on the claim messages when
+                  `claims` runs too; messages/s.
+  replay          stream_app.replay.Replay on a MemoryStore, in this process,
+                  over the claim and the line messages: the engine alone, lines/s.
+  claims          (a) a worker on claim messages keyed by patient,
+  lines           (b) on line messages keyed by patient (alias: throughput),
+  lines-by-claim  (c) on line messages keyed by claim (the re-key path):
+                  lines/s (claim lines, not messages) from the worker's first
+                  consumed record (it is ready and processing) until its group's
+                  committed lag on the input and re-key topics is zero; CPU,
+                  RSS, stream_app_routed_total{route}, changelog messages per
+                  line (end offsets of its changelog topics) and, with batches,
+                  stream_app_batch_table_writes_total.
+  latency         a fresh worker; a steady publish of a violation-rate-1.0
+                  stream with received_at stamped at send time, for --seconds,
+                  the alerts topic read concurrently: p50/p99 of (alert received
+                  - send time of the newest line it names) and of the worker's
+                  stream_app_intake_to_alert_seconds. Claim messages by patient
+                  at 50 % of (a)'s lines/s when `claims` ran; else --rate lines/s
+                  of --latency-format, again at --sustain x --throughput if the
+                  worker fell behind.
+  rss             a fresh worker; one delivery line for each of --open-courses
+                  courses (none closes), then VmRSS / VmHWM from /proc.
 
-(*) on a 2-CPU VM, where the worker does about 1,000 lines/s: phase 2 is
-N / 1,000 seconds, phases 3-4 about 6 minutes; the floor phase adds about
-N / 1,500 seconds.
-
-Prints a table with every number and the commands. --profile records the
-phase-2 worker with py-spy (when `py-spy` is on PATH or in .venv/bin) and
+Prints a table with every number, then issue 9's targets as PASS/FAIL lines
+computed from the figures of the same run, and the commands. --profile records
+each worker run with py-spy (when `py-spy` is on PATH or in .venv/bin) and
 prints its hottest functions.
 """
 
@@ -742,6 +749,7 @@ class Report:
 
     def add(self, what: str, value: str) -> None:
         self.rows.append((what, value))
+        log(f"{what}: {value}")  # the table so far survives an interrupted run
 
     def render(self) -> str:
         width = max(len(what) for what, _ in self.rows) if self.rows else 10
