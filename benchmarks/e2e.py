@@ -839,6 +839,7 @@ def rss_phase(run: Run) -> None:
                    f"{1024 * (memory.rss_kib - memory.idle_rss_kib) / memory.courses:,.0f} "
                    f"B/course); RocksDB dir {memory.data_mb:,.0f} MB")
     run.targets.rss_mib = memory.rss_kib / 1024
+    run.targets.rss_courses = memory.verified_open
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

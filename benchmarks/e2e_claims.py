@@ -204,6 +204,7 @@ class Targets:
     latency_sustained: bool = False
     latency_rate: float | None = None  # lines/s
     rss_mib: float | None = None
+    rss_courses: int = 0
     notes: list[str] = field(default_factory=list)
 
     def rows(self) -> list[tuple[str, str]]:
@@ -227,7 +228,7 @@ class Targets:
                           + ("" if self.latency_sustained else " (not sustained)")))
         if self.rss_mib is not None:
             ok = self.rss_mib <= TARGET_RSS_MIB
-            found.append(("worker RSS, open courses <= 400 MiB",
+            found.append((f"worker RSS, {self.rss_courses:,} open courses <= 400 MiB",
                           f"{'PASS' if ok else 'FAIL'}: VmRSS {self.rss_mib:,.0f} MiB"))
         return found
 
