@@ -1,44 +1,51 @@
 """End-to-end throughput, latency and memory of `stream-app worker` on a local broker.
 
-    .venv/bin/python benchmarks/e2e.py                      # 1,000,000 lines: ~25 min *
-    .venv/bin/python benchmarks/e2e.py --lines 200000       # ~8 min *
+    .venv/bin/python benchmarks/e2e.py                      # 1,000,000 lines, every phase
+    .venv/bin/python benchmarks/e2e.py --lines 50000 --only replay,claims,lines   # a small run
     .venv/bin/python benchmarks/e2e.py --only latency,rss --throughput 2000
 
 Starts its own single-node Kafka (deploy/local/kafka.sh, free ports, a state
-directory under .cache/bench/) with the helpers of tests/integration/harness.py,
-gives every phase a fresh deployment (its own topics and consumer group) and a
-fresh `stream-app worker` process (RocksDB store, the default), and stops
-everything at the end.
+directory under .cache/bench/) with the helpers of tests/integration/harness.py
+and stops it at the end. The stream is --lines lines of stream_app.synth
+(--patients, by default lines / 80), as line messages and as the claim
+messages of `generate --format claims` (the same lines; benchmarks/e2e_claims.py).
+Each way of publishing it (claims by patient, lines by patient, lines by
+claim) gets its own deployment (topics, consumer group), published once;
+every worker is a fresh `stream-app worker` process (RocksDB store).
 
-1. baseline   N lines (stream_app.synth, ~10,000 patients) are published once
-              to the input topic (8 partitions). A bare aiokafka loop in a
-              subprocess consumes them, orjson-parses each and produces one
-              message per input (keyed by patient) to an 8-partition output
-              topic: lines/s from its first record to its last flush.
-1b floor      (only with --only ...,floor) benchmarks/faust_floor.py over the
-              same lines in its own group: the baseline's work done by a Faust
-              agent (pass), and the worker's skeleton without the engine:
-              re-key by patient, one table write per line (rekey-table).
-2. throughput One worker over the same N lines: from its first consumed record
-              until the group's committed lag on the input and re-key topics
-              is zero; lines/s and the ratio to the baseline (target >= 50%).
-3. latency    A fresh worker; a steady publish at --rate for --seconds with
-              received_at stamped at send time (violation rate 1.0 so that
-              alerts are frequent), the alerts topic read concurrently.
-              p50/p99 of (alert received - send time of the newest line the
-              alert names) and of the worker's histogram
-              stream_app_intake_to_alert_seconds. If the worker falls behind,
-              the phase runs again at --sustain x the throughput of phase 2.
-4. rss        A fresh worker; one delivery line for each of --open-courses
-              courses (distinct patients, same date of service: none closes),
-              then VmRSS / VmHWM of the worker from /proc/<pid>/status.
+Phases (--only, comma-separated; all by default):
+  baseline        a bare aiokafka loop in a subprocess over the line messages:
+                  consume, orjson-parse, produce one message per input keyed by
+                  patient; messages/s from its first record to its last flush.
+  floor           benchmarks/faust_floor.py, its own group: `pass` (the
+                  baseline's work through a Faust agent) and `rekey-table` on
+                  the line messages, and `pass` on the claim messages when
+                  `claims` runs too; messages/s.
+  replay          stream_app.replay.Replay on a MemoryStore, in this process,
+                  over the claim and the line messages: the engine alone, lines/s.
+  claims          (a) a worker on claim messages keyed by patient,
+  lines           (b) on line messages keyed by patient (alias: throughput),
+  lines-by-claim  (c) on line messages keyed by claim (the re-key path):
+                  lines/s (claim lines, not messages) from the worker's first
+                  consumed record (it is ready and processing) until its group's
+                  committed lag on the input and re-key topics is zero; CPU,
+                  RSS, stream_app_routed_total{route}, changelog messages per
+                  line (end offsets of its changelog topics) and, with batches,
+                  stream_app_batch_table_writes_total.
+  latency         a fresh worker; a steady publish of a violation-rate-1.0
+                  stream with received_at stamped at send time, for --seconds,
+                  the alerts topic read concurrently: p50/p99 of (alert received
+                  - send time of the newest line it names) and of the worker's
+                  stream_app_intake_to_alert_seconds. Claim messages by patient
+                  at 50 % of (a)'s lines/s when `claims` ran; else --rate lines/s
+                  of --latency-format, again at --sustain x --throughput if the
+                  worker fell behind.
+  rss             a fresh worker; one delivery line for each of --open-courses
+                  courses (none closes), then VmRSS / VmHWM from /proc.
 
-(*) on a 2-CPU VM, where the worker does about 1,000 lines/s: phase 2 is
-N / 1,000 seconds, phases 3-4 about 6 minutes; the floor phase adds about
-N / 1,500 seconds.
-
-Prints a table with every number and the commands. --profile records the
-phase-2 worker with py-spy (when `py-spy` is on PATH or in .venv/bin) and
+Prints a table with every number, then issue 9's targets as PASS/FAIL lines
+computed from the figures of the same run, and the commands. --profile records
+each worker run with py-spy (when `py-spy` is on PATH or in .venv/bin) and
 prints its hottest functions.
 """
 
@@ -57,8 +64,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,12 +71,32 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stream_app import synth  # noqa: E402
+from benchmarks.e2e_claims import (  # noqa: E402
+    Replayed,
+    Streams,
+    Targets,
+    build_streams,
+    changelog_messages,
+    default_patients,
+    latency_messages,
+    replay_rate,
+)
+from benchmarks.e2e_observe import (  # noqa: E402
+    LagProbe,
+    cpu_seconds,
+    dir_mb,
+    histogram_quantile,
+    hotspots,
+    machine_busy,
+    proc_status,
+    py_spy,
+    scrape,
+    total,
+)
 from stream_app.engine import Engine  # noqa: E402
 from stream_app.events import Invalid, parse_event  # noqa: E402
 from stream_app.kafkaio import publish  # noqa: E402
@@ -86,7 +111,6 @@ from tests.integration.harness import (  # noqa: E402
 
 CACHE = ROOT / ".cache" / "bench"
 TARGET_RATIO = 0.5
-FRACTIONS = 42  # ~101 lines per patient: 10,000 patients give ~1,017,000 lines
 LINES_METRIC = "stream_app_lines_total"
 LAG_HISTOGRAM = "stream_app_intake_to_alert_seconds"
 POLL_SECONDS = 0.5
@@ -100,41 +124,10 @@ def log(message: str) -> None:
 # -- streams ----------------------------------------------------------------------
 
 
-def stream_file(lines: int, patients: int, seed: int, reuse: bool) -> Path:
-    """The phase 1-2 stream: `lines` lines of a Synth stream, cached in .cache/bench/."""
-    path = CACHE / f"e2e-{lines}-p{patients}-seed{seed}.jsonl"
-    if reuse and path.exists():
-        return path
-    CACHE.mkdir(parents=True, exist_ok=True)
-    generator = synth.Synth(patients, fractions=FRACTIONS, violation_rate=0.02, seed=seed,
-                            void_rate=0.02)
-    partial = path.with_suffix(".partial")
-    with partial.open("wb") as out:
-        for encoded in synth.generate_lines(generator, max_lines=lines):
-            out.write(encoded + b"\n")
-    partial.replace(path)
-    if generator.stats.lines < lines:
-        log(f"note: the stream has only {generator.stats.lines:,} lines "
-            f"({patients:,} patients); raise --patients for more")
-    return path
-
-
 def read_lines(path: Path) -> Iterator[bytes]:
     with path.open("rb") as stream:
         for raw in stream:
             yield raw.rstrip(b"\n")
-
-
-def latency_stream(count: int, patients: int, seed: int) -> list[tuple[tuple[str, int], bytes]]:
-    """(claim_id, line_number) and encoded line; every course has one violation."""
-    generator = synth.Synth(patients, fractions=FRACTIONS, violation_rate=1.0, seed=seed)
-    out: list[tuple[tuple[str, int], bytes]] = []
-    for doc in generator.events():
-        if len(out) == count:
-            break
-        out.append(((str(doc.get("claim_id")), int(doc.get("line_number") or 0)),
-                    orjson.dumps(doc)))
-    return out
 
 
 def open_course_lines(courses: int) -> list[bytes]:
@@ -163,118 +156,6 @@ def count_open_courses(lines: Iterable[bytes]) -> int:
         1 for state in store.patients.values() for status in state.courses.values()
         if not status.closed
     )
-
-
-# -- observing a worker -------------------------------------------------------------
-
-
-def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Prometheus samples of a worker by sample name; empty if it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
-    return samples
-
-
-def total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str,
-          **labels: str) -> float:
-    return sum(value for found, value in samples.get(name, [])
-               if all(found.get(k) == v for k, v in labels.items()))
-
-
-def histogram_quantile(samples: dict[str, list[tuple[dict[str, str], float]]], name: str,
-                       q: float) -> float | None:
-    """Linear interpolation inside the bucket, as PromQL's histogram_quantile."""
-    buckets = sorted(
-        (float(labels["le"]), value) for labels, value in samples.get(f"{name}_bucket", [])
-    )
-    if not buckets or buckets[-1][1] == 0:
-        return None
-    rank = q * buckets[-1][1]
-    lower_bound, lower_count = 0.0, 0.0
-    for bound, count in buckets:
-        if count >= rank:
-            if bound == float("inf"):
-                return lower_bound  # only "more than the last finite bucket" is known
-            share = (rank - lower_count) / (count - lower_count) if count > lower_count else 0
-            return lower_bound + (bound - lower_bound) * share
-        lower_bound, lower_count = bound, count
-    return None
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS / VmHWM of a process in KiB."""
-    found: dict[str, int] = {}
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                found[key] = int(value.split()[0])
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (and its reaped children)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> float:
-    """CPU seconds all CPUs have spent busy since boot (from /proc/stat)."""
-    with open("/proc/stat") as stat:
-        fields = [int(x) for x in stat.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def dir_mb(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
-
-
-class LagProbe:
-    """Committed lag of a consumer group on some topics, with long-lived clients."""
-
-    def __init__(self, bootstrap: str, group: str, topics: list[str]) -> None:
-        self.group = group
-        self.topics = topics
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        self.tps: list[TopicPartition] = []
-
-    async def __aenter__(self) -> LagProbe:
-        await self.admin.start()
-        await self.consumer.start()
-        for topic in self.topics:
-            partitions = self.consumer.partitions_for_topic(topic)
-            if not partitions:
-                await self.consumer._client.force_metadata_update()
-                partitions = self.consumer.partitions_for_topic(topic) or set()
-            self.tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.consumer.stop()
-        await self.admin.close()
-
-    async def lag(self) -> int:
-        committed = await self.admin.list_consumer_group_offsets(self.group)
-        ends = await self.consumer.end_offsets(self.tps)
-        lag = 0
-        for tp in self.tps:
-            meta = committed.get(tp)
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            lag += max(ends[tp] - done, 0)
-        return lag
 
 
 # -- deployments and workers ----------------------------------------------------------
@@ -431,7 +312,8 @@ def run_floor(deployment: Deployment, lines: int, mode: str) -> tuple[Baseline, 
 
 @dataclass
 class Throughput:
-    lines: int
+    messages: int  # stream_app_lines_total counts messages (a claim is one)
+    lines: int  # claim lines the messages carry
     ready_seconds: float = 0.0
     seconds_to_processed: float = 0.0  # first record -> stream_app_lines_total == N
     seconds_to_lag_zero: float = 0.0  # first record -> committed lag 0
@@ -445,6 +327,8 @@ class Throughput:
     table_writes: int = 0  # stream_app_batch_table_writes_total
     windows: list[tuple[float, float]] = field(default_factory=list)  # (t, lines/s)
     sent_by_topic: dict[str, float] = field(default_factory=dict)  # worker's produced messages
+    routed: dict[str, int] = field(default_factory=dict)  # stream_app_routed_total by route
+    changelog: dict[str, int] = field(default_factory=dict)  # messages per changelog topic
 
     @property
     def rate(self) -> float:
@@ -456,13 +340,14 @@ class Throughput:
 
 
 async def watch_catch_up(deployment: Deployment, worker: WorkerProcess, pid: int,
-                         expected: int, timeout: float) -> Throughput:
+                         expected: int, timeout: float, lines: int | None = None) -> Throughput:
     """From the worker's first consumed record until it has evaluated `expected`
-    lines and its group's committed lag is zero. Fails if the worker exits or
-    makes no progress for STALL_SECONDS."""
+    messages (carrying `lines` lines, as many by default) and its group's
+    committed lag is zero. Fails if the worker exits or makes no progress for
+    STALL_SECONDS. The 10 s windows are in messages/s."""
     settings = deployment.settings
     port = worker.web_port
-    result = Throughput(expected)
+    result = Throughput(expected, expected if lines is None else lines)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     first = 0.0
@@ -489,8 +374,8 @@ async def watch_catch_up(deployment: Deployment, worker: WorkerProcess, pid: int
                 busy_at_first = machine_busy()
             if first and now - last_t >= 10:
                 result.windows.append((now - first, (done - last_n) / (now - last_t)))
-                log(f"  {done:>10,.0f} / {expected:,} evaluated, "
-                    f"{result.windows[-1][1]:,.0f} lines/s over the last {now - last_t:.0f}s")
+                log(f"  {done:>10,.0f} / {expected:,} messages evaluated, "
+                    f"{result.windows[-1][1]:,.0f} msgs/s over the last {now - last_t:.0f}s")
                 last_t, last_n = now, done
             if done >= expected:
                 if not result.seconds_to_processed:
@@ -503,6 +388,9 @@ async def watch_catch_up(deployment: Deployment, worker: WorkerProcess, pid: int
                     result.batches = int(total(samples, "stream_app_batches_total"))
                     result.table_writes = int(
                         total(samples, "stream_app_batch_table_writes_total"))
+                    result.routed = {route: int(total(samples, "stream_app_routed_total",
+                                                      route=route))
+                                     for route in ("direct", "rekeyed")}
                     for labels, value in samples.get("faust_topic_messages_sent_total", []):
                         topic = labels.get("topic", "?").removeprefix("topic.")
                         topic = topic.removeprefix(f"{settings.id}-")
@@ -512,17 +400,19 @@ async def watch_catch_up(deployment: Deployment, worker: WorkerProcess, pid: int
     raise TimeoutError(f"worker did not catch up in {timeout:.0f}s")
 
 
-def run_throughput(deployment: Deployment, lines: int, prefix: list[str],
+def run_throughput(deployment: Deployment, messages: int, lines: int, prefix: list[str],
                    timeout: float) -> Throughput:
     worker = start_worker(deployment, prefix)
     try:
         pid = worker_pid(worker, bool(prefix))
         started = time.monotonic()
-        result = asyncio.run(watch_catch_up(deployment, worker, pid, lines, timeout))
+        result = asyncio.run(watch_catch_up(deployment, worker, pid, messages, timeout, lines))
         result.ready_seconds = time.monotonic() - started - result.seconds_to_lag_zero
         memory = proc_status(pid)
         result.rss_kib, result.hwm_kib = memory.get("VmRSS", 0), memory.get("VmHWM", 0)
         result.data_mb = dir_mb(deployment.data_root / "worker0")
+        result.changelog = asyncio.run(
+            changelog_messages(deployment.broker.bootstrap, deployment.settings.id))
         return result
     finally:
         if prefix:  # stop the worker, not py-spy: it writes its profile when the child exits
@@ -535,13 +425,19 @@ def run_throughput(deployment: Deployment, lines: int, prefix: list[str],
 # -- phase 3: latency -------------------------------------------------------------------
 
 
+Stream = list[tuple[list[tuple[str, int]], bytes]]  # (lines a message carries, message)
+
+
 @dataclass
 class Latency:
-    rate: float
+    rate: float  # lines/s
     seconds: float
-    sent: int = 0
+    message_rate: float  # messages/s: `rate` over the stream's lines per message
+    kind: str = "line"  # the messages: "line" or "claim"
+    sent: int = 0  # messages
+    lines_sent: int = 0
     publish_seconds: float = 0.0
-    backlog_at_end: int = 0  # lines sent but not evaluated when publishing ended
+    backlog_at_end: int = 0  # messages sent but not evaluated when publishing ended
     drained_seconds: float | None = None  # after publishing, until all evaluated
     alerts: int = 0
     samples: list[float] = field(default_factory=list)
@@ -553,7 +449,7 @@ class Latency:
 
     @property
     def sustained(self) -> bool:
-        return self.backlog_at_end <= self.rate * 2 and self.drained_seconds is not None
+        return self.backlog_at_end <= self.message_rate * 2 and self.drained_seconds is not None
 
     def client(self, q: float) -> float | None:
         if len(self.samples) < 2:
@@ -561,11 +457,14 @@ class Latency:
         return statistics.quantiles(self.samples, n=1000, method="inclusive")[round(q * 1000) - 1]
 
 
-async def measure_latency(deployment: Deployment, port: int, pid: int,
-                          stream: list[tuple[tuple[str, int], bytes]], rate: float,
-                          drain_timeout: float) -> Latency:
+async def measure_latency(deployment: Deployment, port: int, pid: int, stream: Stream,
+                          rate: float, drain_timeout: float) -> Latency:
+    """Publish `stream` at `rate` lines/s (a steady rate of messages)."""
     settings = deployment.settings
-    result = Latency(rate, len(stream) / rate)
+    lines = sum(len(keys) for keys, _ in stream)
+    seconds = lines / rate
+    kind = "claim" if any(len(keys) > 1 for keys, _ in stream) else "line"
+    result = Latency(rate, seconds, len(stream) / seconds, kind)
     sent_at: dict[tuple[str, int], float] = {}
     seen: set[str] = set()
     stop = asyncio.Event()
@@ -592,16 +491,20 @@ async def measure_latency(deployment: Deployment, port: int, pid: int,
                     if times:
                         result.samples.append(received - max(times))
 
-    def lines() -> Iterator[bytes]:
-        for key, raw in stream:
-            sent_at[key] = time.time()
+    def messages() -> Iterator[bytes]:
+        for keys, raw in stream:
+            now = time.time()
+            for key in keys:
+                sent_at[key] = now
+            result.lines_sent += len(keys)
             yield raw
 
     reader = asyncio.create_task(read_alerts())
     try:
         cpu0, busy0 = cpu_seconds(pid), machine_busy()
         started = time.monotonic()
-        result.sent = await publish(settings, lines(), rate=rate, stamp=True)
+        result.sent = await publish(settings, messages(), rate=result.message_rate,
+                                    stamp=True)
         result.publish_seconds = time.monotonic() - started
         done = total(await asyncio.to_thread(scrape, port), LINES_METRIC)
         result.backlog_at_end = int(result.sent - done)
@@ -626,8 +529,8 @@ async def measure_latency(deployment: Deployment, port: int, pid: int,
     return result
 
 
-def run_latency(deployment: Deployment, stream: list[tuple[tuple[str, int], bytes]],
-                rate: float, drain_timeout: float) -> Latency:
+def run_latency(deployment: Deployment, stream: Stream, rate: float,
+                drain_timeout: float) -> Latency:
     create_topics(deployment)
     worker = deployment.start_worker(wait=False)
     try:
@@ -675,56 +578,6 @@ def run_rss(deployment: Deployment, courses: int, timeout: float) -> Memory:
         worker.stop()
 
 
-# -- profiling --------------------------------------------------------------------------------
-
-
-def py_spy() -> str | None:
-    local = Path(sys.executable).parent / "py-spy"
-    return str(local) if local.exists() else shutil.which("py-spy")
-
-
-PACKAGES = ("stream_app", "faust", "mode", "aiokafka", "asyncio", "prometheus_client",
-            "rocksdict", "orjson", "selectors")
-
-
-def _package(frame: str) -> str:
-    """The package of a py-spy frame "function (path/file.py:line)"."""
-    location = frame.rpartition(" (")[2]
-    for name in PACKAGES:
-        if f"{name}/" in location or f"{name}.py" in location:
-            return name
-    return "other"
-
-
-def hotspots(raw_path: Path, top: int) -> str:
-    """Self and inclusive sample shares per function (and self share per package)
-    from py-spy's collapsed stacks."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    packages: Counter[str] = Counter()
-    samples = 0
-    for line in raw_path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
-        frames = stack.split(";")
-        samples += count
-        own[frames[-1]] += count
-        packages[_package(frames[-1])] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-    if not samples:
-        return "  (no samples)"
-    rows = ["py-spy samples of the phase-2 worker, self time by package: " + ", ".join(
-        f"{name} {100 * n / samples:.0f}%" for name, n in packages.most_common()
-    ), "", "  self%  function"]
-    rows += [f"  {100 * n / samples:5.1f}  {name}" for name, n in own.most_common(top)]
-    rows += ["", "  incl%  function"]
-    rows += [f"  {100 * n / samples:5.1f}  {name}" for name, n in inclusive.most_common(top)]
-    return "\n".join(rows)
-
-
 # -- report -------------------------------------------------------------------------------------
 
 
@@ -743,6 +596,7 @@ class Report:
 
     def add(self, what: str, value: str) -> None:
         self.rows.append((what, value))
+        log(f"{what}: {value}")  # the table so far survives an interrupted run
 
     def render(self) -> str:
         width = max(len(what) for what, _ in self.rows) if self.rows else 10
@@ -753,12 +607,14 @@ class Report:
 
 def latency_rows(report: Report, label: str, latency: Latency) -> None:
     state = "sustained" if latency.sustained else (
-        f"NOT sustained: {latency.backlog_at_end:,} lines behind when publishing ended"
+        f"NOT sustained: {latency.backlog_at_end:,} messages behind when publishing ended"
         + ("" if latency.drained_seconds is not None else ", not drained")
     )
-    report.add(f"{label}: rate", f"{latency.rate:,.0f} lines/s target, "
-               f"{latency.sent / latency.publish_seconds:,.0f} achieved, "
-               f"{latency.sent:,} lines in {latency.publish_seconds:.0f}s ({state})")
+    report.add(f"{label}: rate", f"{latency.rate:,.0f} lines/s target "
+               f"({latency.message_rate:,.0f} {latency.kind} msgs/s), "
+               f"{latency.lines_sent / latency.publish_seconds:,.0f} achieved, "
+               f"{latency.sent:,} messages ({latency.lines_sent:,} lines) in "
+               f"{latency.publish_seconds:.0f}s ({state})")
     if latency.drained_seconds is not None:
         report.add(f"{label}: drained after publish", f"{latency.drained_seconds:.1f}s")
     report.add(f"{label}: CPU", f"worker {100 * latency.cpu_share:.0f}% of one core; machine "
@@ -772,171 +628,294 @@ def latency_rows(report: Report, label: str, latency: Latency) -> None:
                f"({LAG_HISTOGRAM}, {latency.worker_count:,} events)")
 
 
-def throughput_rows(report: Report, t: Throughput, baseline: Baseline | None) -> None:
-    report.add("2 worker: first record -> lag 0",
-               f"{t.rate:,.0f} lines/s ({t.lines:,} in "
-               f"{t.seconds_to_lag_zero:.1f}s; start-up before the first "
-               f"record {t.ready_seconds:.1f}s)")
-    report.add("2 worker: first record -> all evaluated",
-               f"{t.processing_rate:,.0f} lines/s "
-               f"({t.seconds_to_processed:.1f}s, {LINES_METRIC})")
+def throughput_rows(report: Report, label: str, t: Throughput) -> None:
+    carried = f"{t.lines:,} lines" + (
+        f" in {t.messages:,} messages" if t.messages != t.lines else "")
+    report.add(f"{label}: first record -> lag 0",
+               f"{t.rate:,.0f} lines/s ({carried}, {t.seconds_to_lag_zero:.1f}s; start-up "
+               f"before the first record {t.ready_seconds:.1f}s)")
+    report.add(f"{label}: first record -> all evaluated",
+               f"{t.processing_rate:,.0f} lines/s ({t.seconds_to_processed:.1f}s, {LINES_METRIC})")
     if t.windows:
         rates = [r for _, r in t.windows]
-        report.add("2 worker: 10 s windows", f"min {min(rates):,.0f}, median "
-                   f"{statistics.median(rates):,.0f}, max {max(rates):,.0f} lines/s")
+        report.add(f"{label}: 10 s windows", f"min {min(rates):,.0f}, median "
+                   f"{statistics.median(rates):,.0f}, max {max(rates):,.0f} messages/s")
     seconds = t.seconds_to_lag_zero
-    report.add("2 worker: CPU", f"{t.cpu_seconds:,.0f} CPU s = "
+    report.add(f"{label}: CPU", f"{t.cpu_seconds:,.0f} CPU s = "
                f"{1e3 * t.cpu_seconds / t.lines:.2f} CPU ms/line, "
                f"{100 * t.cpu_seconds / seconds:.0f}% of one core; machine "
                f"{t.machine_cpu_seconds / seconds:.2f} of {os.cpu_count()} CPUs busy")
-    report.add("2 worker: RSS at the end", f"VmRSS {mib(t.rss_kib)}, VmHWM "
+    report.add(f"{label}: RSS at the end", f"VmRSS {mib(t.rss_kib)}, VmHWM "
                f"{mib(t.hwm_kib)}; RocksDB dir {t.data_mb:,.0f} MB; "
                f"{t.alerts:,} alert messages")
+    report.add(f"{label}: routed", ", ".join(f"{route} {n:,}" for route, n in t.routed.items())
+               + " messages (stream_app_routed_total)")
+    if t.changelog:
+        writes = sum(t.changelog.values())
+        report.add(f"{label}: changelog writes", f"{writes / t.lines:.2f} per line, "
+                   f"{writes / t.messages:.2f} per message ({writes:,}: "
+                   + ", ".join(f"{table} {n:,}" for table, n in sorted(t.changelog.items()))
+                   + "; end offsets)")
     if t.batches:
-        report.add("2 worker: batches", f"{t.batches:,}, {t.lines / t.batches:,.0f} events "
-                   f"per batch; {t.table_writes / t.lines:.2f} table writes per line")
+        report.add(f"{label}: batches", f"{t.batches:,}, {t.messages / t.batches:,.0f} "
+                   f"messages per batch; {t.table_writes / t.lines:.2f} table writes per line "
+                   "(stream_app_batch_table_writes_total)")
     if t.sent_by_topic:
-        per_line = ", ".join(
-            f"{topic} {n / t.lines:.2f}"
-            for topic, n in sorted(t.sent_by_topic.items())
-        )
-        report.add("2 worker: messages produced per line", per_line)
-    if baseline:
-        ratio = t.rate / baseline.rate
-        verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
-        report.add("2 worker / baseline",
-                   f"{ratio:.3f} (target >= {TARGET_RATIO:.2f}: {verdict}; "
-                   f"baseline is {1 / ratio:,.1f}x faster)")
+        report.add(f"{label}: messages produced per line", ", ".join(
+            f"{topic} {n / t.lines:.2f}" for topic, n in sorted(t.sent_by_topic.items())))
 
 
-def main(argv: list[str] | None = None) -> int:
+def replay_rows(report: Report, label: str, replayed: Replayed) -> None:
+    report.add(label, f"{replayed.rate:,.0f} lines/s ({replayed.lines:,} lines in "
+               f"{replayed.messages:,} messages, {replayed.seconds:.2f}s; "
+               f"{replayed.alerts:,} alert messages; in-process, MemoryStore)")
+
+
+# -- phases ---------------------------------------------------------------------------------
+
+PHASES = ("baseline", "floor", "replay", "claims", "lines", "lines-by-claim", "latency", "rss")
+ALIASES = {"throughput": "lines"}  # the phase's earlier name
+STREAM_PHASES = frozenset(PHASES[:6])
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    """A worker over a stream as intake publishes it."""
+
+    phase: str
+    label: str
+    claims: bool  # claim messages, else line messages
+    key_by: str
+
+
+WORKER_RUNS = (
+    WorkerRun("claims", "(a) worker, claims by patient", True, "patient_id"),
+    WorkerRun("lines", "(b) worker, lines by patient", False, "patient_id"),
+    WorkerRun("lines-by-claim", "(c) worker, lines by claim", False, "claim_id"),
+)
+
+
+@dataclass
+class Run:
+    """One run of e2e.py: its options, broker, report and the figures so far."""
+
+    args: argparse.Namespace
+    phases: set[str]
+    broker: Broker
+    run_dir: Path
+    worker_env: dict[str, str]
+    report: Report = field(default_factory=Report)
+    targets: Targets = field(default_factory=Targets)
+    profiler: str | None = None
+    published: dict[str, tuple[Deployment, int]] = field(default_factory=dict)
+
+    def deployment(self, phase: str, name: str) -> Deployment:
+        return Deployment(self.broker, self.run_dir / phase, name=name,
+                          extra_env=self.worker_env)
+
+    def input_of(self, streams: Streams, claims: bool, key_by: str) -> tuple[Deployment, int]:
+        """A deployment whose input topic holds the stream (published once)."""
+        name = f"{'claims' if claims else 'lines'}-by-{key_by.removesuffix('_id')}"
+        if name not in self.published:
+            deployment = self.deployment(name, f"e2e-{name}")
+            create_topics(deployment)
+            path = streams.claims_path if claims else streams.lines_path
+            log(f"publishing {path.name} keyed by {key_by} to {deployment.settings.input_topic}")
+            started = time.monotonic()
+            count = deployment.publish(read_lines(path), key_by=key_by)
+            seconds = time.monotonic() - started
+            self.report.add(f"publish {name}", f"{count:,} messages in {seconds:.1f}s = "
+                            f"{count / seconds:,.0f} msgs/s (kafkaio.publish)")
+            self.published[name] = (deployment, count)
+        return self.published[name]
+
+
+def stream_phases(run: Run) -> None:
+    args, phases, report, targets = run.args, run.phases, run.report, run.targets
+    started = time.monotonic()
+    patients = args.patients or default_patients(args.lines)
+    streams = build_streams(CACHE, args.lines, patients, args.seed, args.reuse)
+    targets.lines_per_message = streams.lines_per_message
+    report.add("stream", f"{streams.lines:,} lines of {patients:,} patients "
+               f"(ready in {time.monotonic() - started:.0f}s): {streams.lines_path.name}; as "
+               f"claims {streams.claim_messages:,} messages ({streams.claims:,} claims, "
+               f"{streams.lines_per_message:.2f} lines/message): {streams.claims_path.name}")
+    if "baseline" in phases:
+        deployment, count = run.input_of(streams, False, "patient_id")
+        log("baseline: bare aiokafka consume-parse-produce loop (subprocess)")
+        baseline, cpu = run_baseline(deployment, count)
+        report.add("baseline: bare aiokafka loop, line msgs",
+                   f"{baseline.rate:,.0f} msgs/s ({baseline.lines:,} in "
+                   f"{baseline.seconds:.1f}s, {cpu:.0f} CPU s)")
+    if "floor" in phases:
+        floors = [(False, mode) for mode in FLOOR_MODES]
+        if "claims" in phases:
+            floors.append((True, "pass"))
+        for claims, mode in floors:
+            deployment, count = run.input_of(streams, claims, "patient_id")
+            kind = "claim" if claims else "line"
+            log(f"floor: Faust {mode} on {kind} messages (benchmarks/faust_floor.py)")
+            floor, cpu = run_floor(deployment, count, mode)
+            report.add(f"floor: Faust {mode}, {kind} msgs",
+                       f"{floor.rate:,.0f} msgs/s ({floor.lines:,} in {floor.seconds:.1f}s, "
+                       f"{cpu:.0f} CPU s)")
+            if mode == "pass" and claims:
+                targets.floor_claims_rate = floor.rate
+            elif mode == "pass":
+                targets.floor_lines_rate = floor.rate
+    if "replay" in phases:
+        for claims, path in ((True, streams.claims_path), (False, streams.lines_path)):
+            log(f"replay: {path.name} (in-process)")
+            replayed = replay_rate(path, streams.lines)
+            replay_rows(report, f"replay: {'claim' if claims else 'line'} msgs", replayed)
+            if claims:
+                targets.replay_claims_rate = replayed.rate
+    for spec in WORKER_RUNS:
+        if spec.phase in phases:
+            worker_phase(run, streams, spec)
+
+
+def worker_phase(run: Run, streams: Streams, spec: WorkerRun) -> None:
+    deployment, count = run.input_of(streams, spec.claims, spec.key_by)
+    log(f"{spec.label}: one stream-app worker over {count:,} messages")
+    prefix: list[str] = []
+    raw_profile = run.run_dir / f"py-spy-{spec.phase}.txt"
+    if run.profiler:
+        prefix = [run.profiler, "record", "--format", "raw", "--rate", "100",
+                  "--output", str(raw_profile), "--"]
+    result = run_throughput(deployment, count, streams.lines, prefix, run.args.timeout)
+    throughput_rows(run.report, spec.label, result)
+    if run.profiler and raw_profile.exists():
+        run.report.notes.append(f"{spec.label}: " + hotspots(raw_profile, 25))
+    if spec.phase == "claims":
+        run.targets.claims_rate = result.rate
+    elif spec.phase == "lines":
+        run.targets.lines_rate = result.rate
+    else:
+        run.targets.by_claim_rate = result.rate
+        run.targets.by_claim_batched = result.batches > 0
+
+
+def latency_phase(run: Run) -> None:
+    args, targets = run.args, run.targets
+    claims = args.latency_format == "claims"
+    rate, known = args.rate, args.throughput
+    if targets.claims_rate:
+        claims, rate, known = True, round(0.5 * targets.claims_rate, -1), None
+    kind = "claim" if claims else "line"
+    label = f"latency @{rate:,.0f} lines/s, {kind} msgs"
+    log(f"{label} for {args.seconds:.0f}s")
+    count = int(rate * args.seconds)
+    stream = latency_messages(count, default_patients(count), args.seed + 1, claims)
+    result = run_latency(run.deployment("latency", "e2e-lat"), stream, rate, args.drain)
+    latency_rows(run.report, label, result)
+    if not result.sustained and known:
+        rate = round(known * args.sustain, -1)
+        log(f"latency: not sustained; again at {rate:,.0f} lines/s "
+            f"({args.sustain:.0%} of {known:,.0f})")
+        stream = latency_messages(int(rate * args.seconds), default_patients(count),
+                                  args.seed + 1, claims)
+        result = run_latency(run.deployment("latency2", "e2e-lat2"), stream, rate, args.drain)
+        latency_rows(run.report, f"latency @{rate:,.0f} lines/s, {kind} msgs", result)
+    elif not result.sustained and not targets.claims_rate:
+        run.report.notes.append("latency: not sustained and no throughput known "
+                                "(run claims or pass --throughput) for a second run")
+    targets.latency_p99 = result.client(0.99)
+    targets.latency_sustained = result.sustained
+    targets.latency_rate = rate
+    if not targets.claims_rate:
+        targets.notes.append("latency: not at 50 % of (a) (claims not measured in this run)")
+
+
+def rss_phase(run: Run) -> None:
+    courses = run.args.open_courses
+    log(f"rss: {courses:,} open courses")
+    memory = run_rss(run.deployment("rss", "e2e-rss"), courses, run.args.timeout)
+    run.report.add("rss: open courses", f"{memory.courses:,} published, "
+                   f"{memory.verified_open:,} open after the same lines in replay's engine; "
+                   f"caught up in {memory.seconds:.0f}s")
+    run.report.add("rss: worker", f"VmRSS {mib(memory.rss_kib)}, VmHWM "
+                   f"{mib(memory.hwm_kib)} (idle before: {mib(memory.idle_rss_kib)}; "
+                   f"{1024 * (memory.rss_kib - memory.idle_rss_kib) / memory.courses:,.0f} "
+                   f"B/course); RocksDB dir {memory.data_mb:,.0f} MB")
+    run.targets.rss_mib = memory.rss_kib / 1024
+    run.targets.rss_courses = memory.verified_open
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--lines", type=int, default=1_000_000, help="phases 1-2 (1,000,000)")
-    parser.add_argument("--patients", type=int, default=10_000, help="phases 1-3 (10,000)")
+    parser.add_argument("--lines", type=int, default=1_000_000,
+                        help="lines of the stream (1,000,000)")
+    parser.add_argument("--patients", type=int, default=None,
+                        help="patients of the stream (default: lines / 100, whole courses)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rate", type=float, default=5000.0, help="phase 3 lines/s (5,000)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="phase 3 duration (60)")
+    parser.add_argument("--rate", type=float, default=5000.0,
+                        help="latency: lines/s when claims is not measured in the run (5,000)")
+    parser.add_argument("--latency-format", choices=("claims", "lines"), default="claims",
+                        help="latency: messages when claims is not measured (claims)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="latency duration (60)")
     parser.add_argument("--sustain", type=float, default=0.6,
-                        help="phase 3 re-run rate as a share of phase-2 throughput (0.6)")
+                        help="latency re-run rate as a share of --throughput (0.6)")
     parser.add_argument("--throughput", type=float, default=None,
-                        help="phase-2 lines/s to use for --sustain when phase 2 is skipped")
+                        help="worker lines/s for --sustain (when claims is not measured)")
     parser.add_argument("--drain", type=float, default=120.0,
-                        help="phase 3: seconds to wait for the backlog after publishing (120)")
-    parser.add_argument("--open-courses", type=int, default=100_000, help="phase 4 (100,000)")
-    parser.add_argument("--only", default="baseline,throughput,latency,rss",
-                        help="comma-separated phases to run (also: floor)")
+                        help="latency: seconds to wait for the backlog after publishing (120)")
+    parser.add_argument("--open-courses", type=int, default=100_000, help="rss (100,000)")
+    parser.add_argument("--only", default="baseline,floor,replay,claims,lines,lines-by-claim,"
+                        "latency,rss",
+                        help=f"comma-separated phases to run: {', '.join(PHASES)} (all)")
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds a worker may take to catch up (3600)")
-    parser.add_argument("--reuse", action="store_true", help="reuse the cached stream file")
+    parser.add_argument("--reuse", action="store_true", help="reuse the cached stream files")
     parser.add_argument("--profile", action="store_true",
-                        help="run the phase-2 worker under `py-spy record` and print hotspots")
+                        help="run each worker run under `py-spy record` and print hotspots")
     parser.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
     parser.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment of every worker (repeatable), for experiments")
     parser.add_argument("--baseline-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.baseline_child:
-        bootstrap, source, sink, expected = args.baseline_child
-        result = asyncio.run(bare_loop(bootstrap, source, sink, int(expected)))
-        cpu = time.process_time()
-        print(json.dumps({"lines": result.lines, "seconds": result.seconds, "cpu": cpu}))
-        return 0
-
     if any("=" not in item for item in args.worker_env):
         parser.error("--worker-env takes KEY=VALUE")
-    phases = {p.strip() for p in args.only.split(",") if p.strip()}
-    unknown = phases - {"baseline", "floor", "throughput", "latency", "rss"}
+    phases = {ALIASES.get(p.strip(), p.strip()) for p in args.only.split(",") if p.strip()}
+    unknown = phases - set(PHASES)
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    args.phases = phases
+    return args
+
+
+def baseline_child(bootstrap: str, source: str, sink: str, expected: str) -> int:
+    result = asyncio.run(bare_loop(bootstrap, source, sink, int(expected)))
+    cpu = time.process_time()
+    print(json.dumps({"lines": result.lines, "seconds": result.seconds, "cpu": cpu}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.baseline_child:
+        return baseline_child(*args.baseline_child)
     wall = time.monotonic()
     command = shlex.join([".venv/bin/python", "benchmarks/e2e.py", *sys.argv[1:]])
-    report = Report()
+    load = os.getloadavg()
     CACHE.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="e2e-", dir=CACHE))
     broker = Broker(free_port(), free_port(), run_dir / "kafka")
+    run = Run(args, args.phases, broker, run_dir,
+              dict(item.split("=", 1) for item in args.worker_env))
     log(f"run directory {run_dir.relative_to(ROOT)}; starting the broker on {broker.bootstrap}")
     broker.start()
-    worker_env = dict(item.split("=", 1) for item in args.worker_env)
-
-    def deployment(phase: str, name: str) -> Deployment:
-        return Deployment(broker, run_dir / phase, name=name, extra_env=worker_env)
-
-    profiler = py_spy() if args.profile else None
+    run.profiler = py_spy() if args.profile else None
+    if args.profile and not run.profiler:
+        run.report.notes.append("--profile: py-spy not found (pip install py-spy); not profiled")
     finished = False
-    if args.profile and not profiler:
-        report.notes.append("--profile: py-spy not found (pip install py-spy); not profiled")
     try:
-        baseline: Baseline | None = None
-        throughput: Throughput | None = None
-        if phases & {"baseline", "floor", "throughput"}:
-            started = time.monotonic()
-            path = stream_file(args.lines, args.patients, args.seed, args.reuse)
-            report.add("stream", f"{path.relative_to(ROOT)}: {args.lines:,} lines, "
-                       f"{args.patients:,} patients, {path.stat().st_size / 1e6:,.0f} MB "
-                       f"(ready in {time.monotonic() - started:.0f}s)")
-            main_deployment = deployment("throughput", "e2e-tp")
-            create_topics(main_deployment)
-            log(f"publishing {args.lines:,} lines to {main_deployment.settings.input_topic}")
-            started = time.monotonic()
-            published = main_deployment.publish(read_lines(path))
-            seconds = time.monotonic() - started
-            report.add("publish (kafkaio.publish)", f"{published:,} lines in {seconds:.1f}s = "
-                       f"{published / seconds:,.0f} lines/s")
-            if "baseline" in phases:
-                log("phase 1: bare aiokafka consume-parse-produce loop (subprocess)")
-                baseline, cpu = run_baseline(main_deployment, published)
-                report.add("1 baseline: bare aiokafka loop",
-                           f"{baseline.rate:,.0f} lines/s ({baseline.lines:,} in "
-                           f"{baseline.seconds:.1f}s, {cpu:.0f} CPU s)")
-            if "floor" in phases:
-                for mode in FLOOR_MODES:
-                    log(f"phase 1b: Faust floor, {mode} (benchmarks/faust_floor.py)")
-                    floor, cpu = run_floor(main_deployment, published, mode)
-                    ratio = f"; {floor.rate / baseline.rate:.3f} x baseline" if baseline else ""
-                    report.add(f"1b Faust floor: {mode}",
-                               f"{floor.rate:,.0f} lines/s ({floor.lines:,} in "
-                               f"{floor.seconds:.1f}s, {cpu:.0f} CPU s{ratio})")
-            if "throughput" in phases:
-                log("phase 2: one stream-app worker over the same lines")
-                prefix: list[str] = []
-                raw_profile = run_dir / "py-spy.txt"
-                if profiler:
-                    prefix = [profiler, "record", "--format", "raw", "--rate", "100",
-                              "--output", str(raw_profile), "--"]
-                throughput = run_throughput(main_deployment, published, prefix, args.timeout)
-                throughput_rows(report, throughput, baseline)
-                if profiler and raw_profile.exists():
-                    report.notes.append(hotspots(raw_profile, 25))
-        if "latency" in phases:
-            count = int(args.rate * args.seconds)
-            log(f"phase 3: latency at {args.rate:,.0f} lines/s for {args.seconds:.0f}s")
-            stream = latency_stream(count, args.patients, args.seed + 1)
-            first = run_latency(deployment("latency", "e2e-lat"),
-                                stream, args.rate, args.drain)
-            latency_rows(report, f"3 latency @{args.rate:,.0f}/s", first)
-            known = throughput.rate if throughput else args.throughput
-            if not first.sustained and known:
-                rate = round(known * args.sustain, -1)
-                log(f"phase 3: not sustained; again at {rate:,.0f} lines/s "
-                    f"({args.sustain:.0%} of {known:,.0f})")
-                stream = latency_stream(int(rate * args.seconds), args.patients, args.seed + 1)
-                second = run_latency(deployment("latency2", "e2e-lat2"),
-                                     stream, rate, args.drain)
-                latency_rows(report, f"3 latency @{rate:,.0f}/s", second)
-            elif not first.sustained:
-                report.notes.append("latency: not sustained and no throughput known "
-                                    "(run phase 2 or pass --throughput) for a second run")
-        if "rss" in phases:
-            log(f"phase 4: {args.open_courses:,} open courses")
-            memory = run_rss(deployment("rss", "e2e-rss"),
-                             args.open_courses, args.timeout)
-            report.add("4 RSS: open courses", f"{memory.courses:,} published, "
-                       f"{memory.verified_open:,} open after the same lines in replay's engine; "
-                       f"caught up in {memory.seconds:.0f}s")
-            report.add("4 RSS: worker", f"VmRSS {mib(memory.rss_kib)}, VmHWM "
-                       f"{mib(memory.hwm_kib)} (idle before: {mib(memory.idle_rss_kib)}; "
-                       f"{1024 * (memory.rss_kib - memory.idle_rss_kib) / memory.courses:,.0f} "
-                       f"B/course); RocksDB dir {memory.data_mb:,.0f} MB")
+        if run.phases & STREAM_PHASES:
+            stream_phases(run)
+        if "latency" in run.phases:
+            latency_phase(run)
+        if "rss" in run.phases:
+            rss_phase(run)
         finished = True
     finally:
         log("stopping the broker")
@@ -945,18 +924,30 @@ def main(argv: list[str] | None = None) -> int:
             log(f"worker logs kept in {run_dir}")
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
+    report = run.report
     report.add("wall time", f"{time.monotonic() - wall:,.0f}s")
     print()
     print(report.render())
+    targets = run.targets.rows()
+    if targets:
+        width = max(len(what) for what, _ in targets)
+        print("\ntargets (issue 9):")
+        for what, verdict in targets:
+            print(f"  {what:<{width}}  {verdict}")
+        for note in run.targets.notes:
+            print(f"  note: {note}")
     print()
     print("commands:")
     print(f"  {command}")
+    print(f"  load average at the start: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} "
+          f"(1, 5, 15 min); {os.cpu_count()} CPUs shared by the broker, the worker and the "
+          "load generator")
     print("  worker: STREAM_APP_STORE=rocksdb:// (default) KAFKA_BOOTSTRAP_SERVERS=<broker> "
-          "STREAM_APP_ID=e2e-<phase>-app ... .venv/bin/python -m stream_app worker "
-          "(tests/integration/harness.py Deployment.worker_env)")
+          "STREAM_APP_ID=e2e-<stream>-app ... .venv/bin/python -m stream_app worker "
+          "(tests/integration/harness.py Deployment.worker_env)"
+          + (f" with {' '.join(args.worker_env)}" if args.worker_env else ""))
     print("  broker: deploy/local/kafka.sh start with KAFKA_PORT / KAFKA_CONTROLLER_PORT free, "
           "KAFKA_STATE_DIR in the run directory")
-    print(f"  machine: {os.cpu_count()} CPUs; broker, worker and load generator share them")
     return 0
 
 
