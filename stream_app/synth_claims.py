@@ -13,6 +13,7 @@ line stream carries, and fold to the same open alerts.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -85,13 +86,21 @@ def claim_message(patient_id: str, claim_id: str, lines: Iterable[Doc]) -> Doc:
 def as_claims(docs: Iterable[Doc]) -> Iterator[Doc]:
     """Claim messages, and the non-upsert line messages between them."""
     pending: dict[tuple[str, str], _Open] = {}
+    # (period end, claim key) of every open submission; an entry whose claim
+    # went out early (or was reopened) is skipped when it comes up.
+    ends: list[tuple[str, tuple[str, str]]] = []
 
     def submit(key: tuple[str, str]) -> Doc:
         return claim_message(key[0], key[1], pending.pop(key).lines.values())
 
     def due(today: str) -> list[tuple[str, str]]:
-        over = [(o.period_end, key) for key, o in pending.items() if o.period_end < today]
-        return [key for _, key in sorted(over)]
+        keys = []
+        while ends and ends[0][0] < today:
+            end, key = heapq.heappop(ends)
+            found = pending.get(key)
+            if found is not None and found.period_end == end and key not in keys:
+                keys.append(key)
+        return keys
 
     for doc in docs:
         today = _event_date(doc)
@@ -115,6 +124,7 @@ def as_claims(docs: Iterable[Doc]) -> Iterator[Doc]:
             found = None
         if found is None:
             found = pending[key] = _Open(period_end(doc["date_of_service"], doc["claim_type"]))
+            heapq.heappush(ends, (found.period_end, key))
         found.lines[doc["line_number"]] = doc
     for key in sorted(pending, key=lambda k: (pending[k].period_end, k)):
         yield submit(key)
