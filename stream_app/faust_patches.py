@@ -1,4 +1,5 @@
-"""A version-pinned fix to faust-streaming 0.15.3: seek before resume.
+"""Version-pinned fixes to faust-streaming 0.15.3: seek before resume, and
+gaps that end before the message delivered.
 
 At the end of a table recovery, 0.15.3's `Recovery.on_recovery_completed`
 resumes the stream partitions and *then* awaits `consumer.perform_seek()`.
@@ -15,8 +16,10 @@ acknowledgements, commits that crawl by one offset, records never processed
 `on_recovery_completed` below is 0.15.3's method with one change: the seek
 happens while the stream partitions are still paused, and nothing awaits
 between resuming them and `flow_control.resume()`, so nothing fetched from
-the old position can reach an agent. `install()` refuses any other Faust
-version, and any 0.15.3 whose method is not the one this copy was made from.
+the old position can reach an agent. `_add_gap` below keeps a gap in offsets (a
+commit marker, a compacted record) from acknowledging the next message a
+second time. `install()` refuses any other Faust version, and any 0.15.3
+whose methods are not the ones these were made from.
 """
 
 from __future__ import annotations
@@ -29,13 +32,18 @@ from typing import Any, cast
 
 from faust.tables.recovery import Recovery
 from faust.transport.producer import ProducerBuffer
+from faust.transport.consumer import Consumer
 
 FAUST_VERSION = "0.15.3"
 # sha256 of inspect.getsource(Recovery.on_recovery_completed) in 0.15.3.
 ORIGINAL_SOURCE_SHA256 = "6ef567acf072e46da3fccbccc6d662371f634f622c3d510972d5df81f70ae3ac"
 
+# sha256 of inspect.getsource(Consumer._add_gap) in 0.15.3.
+ORIGINAL_ADD_GAP_SHA256 = "4df2573ded7c1c2cde04dc6bde6d4480cb5875ef565256e56966b585ae39b1c1"
+
 _original = Recovery.on_recovery_completed
 _original_send_pending = ProducerBuffer._send_pending
+_original_add_gap = Consumer._add_gap
 
 
 class FaustVersionError(RuntimeError):
@@ -90,6 +98,18 @@ async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
     self.log.info("Worker ready")
 
 
+async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+    """0.15.3's Consumer._add_gap for the offsets *before* `offset_to`.
+
+    `_drain_messages` calls it with `offset_to` = the offset of the message it
+    is about to deliver, which is acknowledged by itself; 0.15.3 records the
+    gap up to and including it, so that offset is acknowledged twice, and a
+    duplicate stops `_new_offset`'s run of consecutive offsets: each gap costs
+    one commit cycle (about 3 s). Under exactly-once every transaction leaves
+    a commit marker in the re-key topic, so commits crawled far behind."""
+    await _original_add_gap(self, tp, offset_from, offset_to - 1)
+
+
 def check_faust() -> None:
     """Raise FaustVersionError unless Faust is the version this override fits."""
     installed = version("faust-streaming")
@@ -100,12 +120,16 @@ def check_faust() -> None:
             "before it seeks them (../shared/notes/faust-recovery-race.md), then update "
             "or drop the override"
         )
-    found = source_sha256(_original)
-    if found != ORIGINAL_SOURCE_SHA256:
-        raise FaustVersionError(
-            "faust.tables.recovery.Recovery.on_recovery_completed is not 0.15.3's "
-            f"(sha256 {found}): the override in stream_app.faust_patches no longer fits it"
-        )
+    for function, expected in (
+        (_original, ORIGINAL_SOURCE_SHA256),
+        (_original_add_gap, ORIGINAL_ADD_GAP_SHA256),
+    ):
+        found = source_sha256(function)
+        if found != expected:
+            raise FaustVersionError(
+                f"faust's {function.__qualname__} is not 0.15.3's (sha256 {found}): "
+                "the override in stream_app.faust_patches no longer fits it"
+            )
 
 
 async def _send_pending_counted(self: Any, fut: Any) -> None:
@@ -126,15 +150,18 @@ def buffer_drained(buffer: Any) -> bool:
 
 
 def install() -> None:
-    """Replace Recovery.on_recovery_completed and count the producer buffer's
-    sends (idempotent; before the app starts); refuse other versions."""
+    """Replace Recovery.on_recovery_completed and Consumer._add_gap, and count
+    the producer buffer's sends (idempotent; before the app starts); refuse
+    other versions."""
     check_faust()
     Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
+    Consumer._add_gap = _add_gap  # type: ignore[method-assign]
 
 
 def installed() -> bool:
     return (
         Recovery.on_recovery_completed is on_recovery_completed
         and ProducerBuffer._send_pending is _send_pending_counted
+        and Consumer._add_gap is _add_gap
     )

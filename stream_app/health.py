@@ -43,6 +43,7 @@ EXIT_STALLED = 4
 # a clean stop.
 EXIT_GRACE_SECONDS = 60.0
 END_OFFSETS_TIMEOUT_SECONDS = 10.0
+POSITION_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -196,16 +197,17 @@ class Health:
         if not tps:
             return {}
         kafka = consumer._thread._ensure_consumer()  # the aiokafka consumer
-
-        async def read() -> tuple[Mapping[Any, int], dict[Any, int]]:
-            ends = await kafka.end_offsets(tps)
-            return ends, {tp: await kafka.position(tp) for tp in tps}
-
         try:
-            ends, positions = await asyncio.wait_for(read(), END_OFFSETS_TIMEOUT_SECONDS)
+            ends = await asyncio.wait_for(kafka.end_offsets(tps), END_OFFSETS_TIMEOUT_SECONDS)
         except Exception as exc:  # the broker is away, or a rebalance began
             log.debug("stall check: no end offsets (%s)", type(exc).__name__)
             return None
+        positions: dict[Any, int | None] = {}
+        for tp in tps:
+            try:  # unknown (None) until the fetcher has a position
+                positions[tp] = await asyncio.wait_for(kafka.position(tp), POSITION_TIMEOUT_SECONDS)
+            except Exception:
+                positions[tp] = None
         return {
             tp: Progress(
                 committed=consumer._committed_offset.get(tp),

@@ -261,9 +261,17 @@ def build_app(
         # A loop, not app.timer: a report waits for the input's end offsets
         # from the broker and can take longer than the interval (under load,
         # at start-up), which mode's Timer logs as "overlapping" every time.
+        # Not during a rebalance: under exactly-once the re-key topic's
+        # transactions are being restarted, and a send then fails ("not in
+        # transaction"). A report not sent stays untold and goes next time.
         while not app.should_stop:
             await asyncio.sleep(EVENT_TIME_REPORT_SECONDS)
-            await report_event_time()
+            if app.rebalancing:
+                continue
+            try:
+                await report_event_time()
+            except Exception as exc:
+                log.warning("event-time report not sent (%s); retrying", type(exc).__name__)
 
     app.task(_report_event_time_every_half_second)
 

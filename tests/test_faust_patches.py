@@ -154,3 +154,39 @@ def test_the_override_refuses_a_changed_method(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(faust_patches, "ORIGINAL_SOURCE_SHA256", "0" * 64)
     with pytest.raises(faust_patches.FaustVersionError, match="no longer fits"):
         faust_patches.check_faust()
+
+
+async def commits_after_a_marker(add_gap: Any) -> list[int | None]:
+    """Offsets Faust would commit, one commit cycle after another, for records
+    10, 11, 13 and 14 of a partition whose offset 12 is a commit marker."""
+    from collections import defaultdict
+
+    from faust.transport.consumer import Consumer
+    from intervaltree import IntervalTree
+
+    consumer = SimpleNamespace(
+        _committed_offset=defaultdict(lambda: None, {STREAM: 10}),
+        _gap=defaultdict(IntervalTree),
+        _acked=defaultdict(list),
+        _acked_index=defaultdict(set),
+    )
+    await add_gap(consumer, STREAM, 12, 13)  # what _drain_messages does at 13 after 11
+    for offset in (10, 11, 13, 14):  # each record acknowledged once
+        consumer._acked[STREAM].append(offset)
+        consumer._acked_index[STREAM].add(offset)
+    commits = []
+    for _ in range(2):
+        offset = Consumer._new_offset(consumer, STREAM)
+        commits.append(offset)
+        if offset is not None:
+            consumer._committed_offset[STREAM] = offset
+    return commits
+
+
+async def test_faust_original_gap_acknowledges_the_next_record_twice() -> None:
+    """The control: 0.15.3 needs a second commit cycle to get past a marker."""
+    assert await commits_after_a_marker(faust_patches._original_add_gap) == [14, 15]
+
+
+async def test_the_override_gets_past_a_marker_in_one_commit() -> None:
+    assert (await commits_after_a_marker(faust_patches._add_gap))[0] == 15
