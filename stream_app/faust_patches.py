@@ -31,8 +31,8 @@ from importlib.metadata import version
 from typing import Any, cast
 
 from faust.tables.recovery import Recovery
-from faust.transport.producer import ProducerBuffer
 from faust.transport.consumer import Consumer
+from faust.transport.producer import ProducerBuffer
 
 FAUST_VERSION = "0.15.3"
 # sha256 of inspect.getsource(Recovery.on_recovery_completed) in 0.15.3.
