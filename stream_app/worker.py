@@ -28,12 +28,12 @@ from . import faust_metrics, faust_patches, health, metrics
 from .alerts import encode_alert, now_rfc3339
 from .engine import Engine, EngineSettings, Transition
 from .event_time import LowWatermark, Report, SourceClocks
-from .events import Event, Invalid, event_date, event_patient, parse_event
+from .events import ClaimLineEvent, Event, Invalid, parse_event
 from .faust_store import FaustStore
 from .profiles import ProfileBook, ProfileError
 from .rules import load_registry
 from .settings import WorkerSettings
-from .topics import TopicSetupError, ensure_topics, partition_count, repartition_topic
+from .topics import TopicSetupError, ensure_topics, repartition_topic
 
 log = logging.getLogger("stream_app.worker")
 
@@ -86,19 +86,13 @@ def rocksdb_options(settings: WorkerSettings) -> dict[str, int]:
     }
 
 
-def build_app(
-    settings: WorkerSettings, profiles: ProfileBook, *, direct: bool = True
-) -> faust.App:
-    """The worker. With `direct` (the input topic has the worker's partition
-    count, so its partition p holds the patients of table partition p) a
-    message on its patient's partition is evaluated straight from the input
-    topic; any other message takes one trip through the re-key topic."""
+def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     app = new_app(settings)
     faust_metrics.install(app)
 
-    def raw_topic(*names: str, **extra: Any) -> Any:
+    def raw_topic(name: str, **extra: Any) -> Any:
         return app.topic(
-            *names,
+            name,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -118,12 +112,10 @@ def build_app(
             options=rocksdb_options(settings),
         )
 
+    input_topic = raw_topic(settings.input_topic)
     alerts_topic = raw_topic(settings.alerts_topic)
     dlq_topic = raw_topic(settings.dlq_topic)
     by_patient = raw_topic(repartition_topic(settings))
-    # One agent reads both: input messages on their patient's partition are
-    # evaluated where they are, the others forwarded to the re-key topic.
-    both = raw_topic(settings.input_topic, repartition_topic(settings))
     store = FaustStore(
         patients=raw_table("patients"),
         courses=raw_table("courses"),
@@ -173,7 +165,7 @@ def build_app(
             if source not in sources:
                 del forwarded_offsets[source]
         clocks.forget_told()
-        ours = [tp for tp in assigned if tp.topic in both.topics]
+        ours = [tp for tp in assigned if tp.topic == by_patient.get_topic_name()]
         if not ours:
             return
         adopt_pending.update(tp.partition for tp in ours)
@@ -243,6 +235,13 @@ def build_app(
 
     event_times: dict[int, LowWatermark] = {}  # re-keyed partition -> its low watermark
 
+    @app.agent(input_topic)
+    async def ingest(stream: Any) -> None:
+        # One event at a time: Faust acknowledges an event once the next one
+        # is taken, so nothing is committed before it has been forwarded.
+        async for event in stream.events():
+            await forward(event)
+
     async def report_event_time() -> None:
         """Every re-keyed partition hears every source's report, so its low
         watermark moves even when no patient of its own shows up."""
@@ -290,9 +289,7 @@ def build_app(
             end = ends.get(tp) or 0
             clocks.set_idle(tp.partition, end == 0 or (done is not None and done + 1 >= end))
 
-    async def route(event: Any) -> None:
-        """An input message: evaluated here if it is on its patient's
-        partition, else forwarded there through the re-key topic."""
+    async def forward(event: Any) -> None:
         raw = bytes(event.value) if event.value is not None else b""
         parsed = parse_event(raw)
         message = event.message
@@ -301,16 +298,15 @@ def build_app(
             source = f"{message.topic}:{message.partition}:{message.offset}"
             await dead_letter(message.tp, event.key, raw, parsed, source)
             return
-        clocks.observe(message.partition, event_date(parsed))
+        if isinstance(parsed, ClaimLineEvent):
+            patient_id, event_date = parsed.line.patient_id, parsed.line.date_of_service
+        else:
+            patient_id, event_date = parsed.patient_id, parsed.date
+        clocks.observe(message.partition, event_date)
         report = clocks.reports[message.partition]
         generation = clocks.generation
-        key = event_patient(parsed).encode()
+        key = patient_id.encode()
         target = patient_partition(key, settings.partitions)
-        if direct and target == message.partition:
-            metrics.ROUTED_BY["direct"].inc()
-            await evaluate_one(event, parsed, raw)
-            return
-        metrics.ROUTED_BY["rekeyed"].inc()
         await send_for(
             message.tp,
             by_patient,
@@ -332,12 +328,8 @@ def build_app(
         low = event_times.get(partition)
         if low is None:
             low = event_times[partition] = LowWatermark(settings.partitions)
-        if direct and partition in clocks.reports:
-            # The partition's own input source is read by this same agent:
-            # its latest report holds for everything of it evaluated so far.
-            low.update(partition, clocks.reports[partition])
         source = _header(headers, "src")
-        if source is not None and not (direct and int(source) == partition):
+        if source is not None:
             report = Report(_header(headers, "wm") or "", _header(headers, "idle") == "1")
             low.update(int(source), report)
         return low
@@ -346,14 +338,14 @@ def build_app(
     # its events; commits wait for it (see _commit_between_batches).
     batch_lock = asyncio.Lock()
 
-    @app.agent(both)
+    @app.agent(by_patient)
     async def evaluate(stream: Any) -> None:
         _commit_between_batches(app.consumer, batch_lock)
         if settings.batch_max <= 1:
             # One event at a time, table writes at once: Faust acknowledges
             # an event when the next one is taken.
             async for event in stream.events():
-                await take(event)
+                await evaluate_one(event)
             return
         store.hold_writes()
         async for events in stream.take_events(settings.batch_max, settings.batch_seconds):
@@ -375,19 +367,21 @@ def build_app(
             last_of_partition[partition] = event
             store.partition = partition
             with _as_current(event):
-                await take(event)
+                await evaluate_one(event)
         written = store.flush(partial(_as_current_of, last_of_partition))
         metrics.BATCHES.inc()
         metrics.BATCH_TABLE_WRITES.inc(written)
 
-    async def take(event: Any) -> None:
+    async def evaluate_one(event: Any) -> None:
         message = event.message
-        if message.topic == settings.input_topic:
-            await route(event)
-            return
+        if message.partition in adopt_pending:
+            adopt_pending.discard(message.partition)
+            event_times.pop(message.partition, None)
+            adopt(message.partition)
+        clock = event_time(message.partition, message.headers)
+        watermark, settled, latest = clock.low, clock.settled, clock.latest
         if _header(message.headers, "tick") is not None:
-            clock = clock_of(message)
-            ticked = engine.tick(message.partition, clock.low, clock.settled, clock.latest)
+            ticked = engine.tick(message.partition, watermark, settled, latest)
             await send_alerts(message.tp, ticked, None)
             return
         raw = bytes(event.value) if event.value is not None else b""
@@ -395,21 +389,6 @@ def build_app(
         if isinstance(parsed, Invalid):  # only if someone writes to our internal topic
             await dead_letter(message.tp, event.key, raw, parsed, "internal")
             return
-        await evaluate_one(event, parsed, raw)
-
-    def clock_of(message: Any) -> LowWatermark:
-        if message.partition in adopt_pending:
-            adopt_pending.discard(message.partition)
-            event_times.pop(message.partition, None)
-            adopt(message.partition)
-        # Input messages carry no event-time report of ours (see route).
-        headers = None if message.topic == settings.input_topic else message.headers
-        return event_time(message.partition, headers)
-
-    async def evaluate_one(event: Any, parsed: Event, raw: bytes) -> None:
-        message = event.message
-        clock = clock_of(message)
-        watermark, settled, latest = clock.low, clock.settled, clock.latest
         started = time.perf_counter()
         try:
             result = engine.apply(parsed, message.partition, watermark, settled, latest)
@@ -632,20 +611,10 @@ def run_worker() -> int:
     except TopicSetupError as exc:
         print(f"stream-app worker: {exc}", file=sys.stderr)
         return 3
-    input_partitions = asyncio.run(partition_count(settings, settings.input_topic))
-    direct = input_partitions == settings.partitions
-    if not direct:
-        log.warning(
-            "input topic %s has %d partitions, not STREAM_APP_PARTITIONS=%d: every message "
-            "takes the re-key topic",
-            settings.input_topic,
-            input_partitions,
-            settings.partitions,
-        )
     from . import kafka_backoff
 
     kafka_backoff.install()  # no busy loop while the broker is down
-    app = build_app(settings, profiles, direct=direct)
+    app = build_app(settings, profiles)
     tables_dir = Path(app.conf.tabledir)
     if settings.processing_guarantee == "exactly_once" and settings.store.startswith("rocksdb"):
         drop_tables_after_crash(tables_dir)
