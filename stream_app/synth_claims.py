@@ -19,19 +19,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Final
 
+from .events import CLAIM_LEVEL_FIELDS
+
 Doc = dict[str, Any]
 
-# Values a claim states once when all its lines share them (SPEC 1.1).
-_CLAIM_LEVEL: Final = (
-    "claim_type",
-    "place_of_service",
-    "payer_id",
-    "payer_type",
-    "diagnosis_codes",
-    "course_id",
-    "site",
-    "modality",
-)
+# Values a claim states once when all its lines share them (SPEC 1.1);
+# received_at is the claim's own (its latest line's).
+_CLAIM_LEVEL: Final = tuple(name for name in CLAIM_LEVEL_FIELDS if name != "received_at")
 _IDENTITY: Final = ("patient_id", "claim_id", "kind", "action", "received_at")
 
 
