@@ -68,12 +68,13 @@ def assert_same_as_replay(deployment: Deployment, lines: list[bytes]) -> None:
 def test_sample_and_generated_stream_match_replay(deployment: Deployment) -> None:
     lines = sample_lines() + generated(patients=800, seed=7)
     assert len(lines) >= 50_000
+    deployment.extra_env["STREAM_APP_BATCH_MAX"] = "500"
     worker = deployment.start_worker()
     try:
         deployment.publish(lines)
         deployment.wait_caught_up()
         assert_same_as_replay(deployment, lines)
-        # Batches are on by default (STREAM_APP_BATCH_MAX=500).
+        # Batches (STREAM_APP_BATCH_MAX=500) were used.
         batches = _gauge(fetch_metrics(worker), "stream_app_batches_total")
         assert 0 < batches < len(lines) / 2, batches
     finally:
@@ -130,8 +131,8 @@ def test_sigkill_mid_stream_loses_nothing(deployment: Deployment) -> None:
 
 
 def test_event_by_event_evaluation_equals_replay(deployment: Deployment) -> None:
-    """STREAM_APP_BATCH_MAX=1: each re-keyed event evaluated and its table
-    writes applied on its own (batches, the default, run everywhere else)."""
+    """STREAM_APP_BATCH_MAX=1 (the default): each re-keyed event evaluated
+    and its table writes applied on its own."""
     deployment.extra_env["STREAM_APP_BATCH_MAX"] = "1"
     lines = sample_lines() + generated(patients=300, seed=17)
     worker = deployment.start_worker()
