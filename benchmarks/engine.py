@@ -145,16 +145,8 @@ def stream_file(lines: int, seed: int, reuse: bool) -> tuple[Path, str]:
     )
     partial = path.with_suffix(".partial")
     with partial.open("wb") as out:
-        batch: list[bytes] = []
-        for encoded in synth.generate_lines(generator, invalid_rate=0.0005, max_lines=lines):
-            batch.append(encoded)
-            if len(batch) == 8192:
-                batch.append(b"")
-                out.write(b"\n".join(batch))
-                batch.clear()
-        if batch:
-            batch.append(b"")
-            out.write(b"\n".join(batch))
+        encoded = synth.generate_lines(generator, invalid_rate=0.0005, max_lines=lines)
+        synth.write_lines(out, encoded, batch_size=8192)
     partial.replace(path)
     stats = generator.stats
     return path, (

@@ -19,6 +19,7 @@ from .synth import (
     DEFAULT_VOID_RATE,
     Synth,
     generate_lines,
+    write_lines,
 )
 
 DESCRIPTION = "Write a seeded synthetic claim stream (JSON lines), in date order."
@@ -115,17 +116,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"stream-app generate: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        batch: list[bytes] = []
         claims = args.format == "claims"
-        for encoded in generate_lines(synth, args.invalid_rate, args.max_lines, claims=claims):
-            batch.append(encoded)
-            if len(batch) >= 4096:
-                batch.append(b"")
-                out.write(b"\n".join(batch))
-                batch.clear()
-        if batch:
-            batch.append(b"")
-            out.write(b"\n".join(batch))
+        write_lines(out, generate_lines(synth, args.invalid_rate, args.max_lines, claims=claims))
         out.flush()
     finally:
         if out is not sys.stdout.buffer:

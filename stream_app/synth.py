@@ -28,11 +28,11 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from random import Random
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import orjson
 
@@ -1180,6 +1180,20 @@ def generate_lines(
             written += 1
         stats.lines = written
     stats.lines = written
+
+
+def write_lines(out: BinaryIO, encoded: Iterable[bytes], batch_size: int = 4096) -> None:
+    """Write encoded messages as JSON lines, a few thousand per write."""
+    batch: list[bytes] = []
+    for line in encoded:
+        batch.append(line)
+        if len(batch) >= batch_size:
+            batch.append(b"")
+            out.write(b"\n".join(batch))
+            batch.clear()
+    if batch:
+        batch.append(b"")
+        out.write(b"\n".join(batch))
 
 
 def main(argv: list[str]) -> int:
