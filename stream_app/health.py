@@ -196,18 +196,20 @@ class Health:
         tps = [tp for tp in consumer.assignment() if tp.topic in self.topic_kinds]
         if not tps:
             return {}
-        kafka = consumer._thread._ensure_consumer()  # the aiokafka consumer
+        # The aiokafka consumer lives on Faust's consumer thread and its event
+        # loop: asking it from this loop mixes two loops on one connection
+        # (aiokafka then logs CorrelationIdError, drops the connection and
+        # fails the fetch under way), so the questions go to that thread.
+        thread = consumer._thread
         try:
-            ends = await asyncio.wait_for(kafka.end_offsets(tps), END_OFFSETS_TIMEOUT_SECONDS)
+            kafka = thread._ensure_consumer()
+            ends, positions = await asyncio.wait_for(
+                thread.call_thread(_offsets_on_consumer_thread, kafka, tps),
+                END_OFFSETS_TIMEOUT_SECONDS + POSITION_TIMEOUT_SECONDS * len(tps),
+            )
         except Exception as exc:  # the broker is away, or a rebalance began
             log.debug("stall check: no end offsets (%s)", type(exc).__name__)
             return None
-        positions: dict[Any, int | None] = {}
-        for tp in tps:
-            try:  # unknown (None) until the fetcher has a position
-                positions[tp] = await asyncio.wait_for(kafka.position(tp), POSITION_TIMEOUT_SECONDS)
-            except Exception:
-                positions[tp] = None
         return {
             tp: Progress(
                 committed=consumer._committed_offset.get(tp),
@@ -284,6 +286,20 @@ class StartupNoise(logging.Filter):
             if any(part in text for part in self.ROUTINE):
                 record.levelno, record.levelname = logging.INFO, "INFO"
         return True
+
+
+async def _offsets_on_consumer_thread(
+    kafka: Any, tps: list[Any]
+) -> tuple[Mapping[Any, int], dict[Any, int | None]]:
+    """End offsets and fetch positions of tps, run on the consumer's own loop."""
+    ends = await asyncio.wait_for(kafka.end_offsets(tps), END_OFFSETS_TIMEOUT_SECONDS)
+    positions: dict[Any, int | None] = {}
+    for tp in tps:
+        try:  # unknown (None) until the fetcher has a position
+            positions[tp] = await asyncio.wait_for(kafka.position(tp), POSITION_TIMEOUT_SECONDS)
+        except Exception:
+            positions[tp] = None
+    return ends, positions
 
 
 async def reseek(consumer: Any, tp: Any, committed: int) -> None:

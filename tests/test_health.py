@@ -71,14 +71,37 @@ class FakeKafka:
         self.ends: dict[TP, int] = {}
         self.positions: dict[TP, int] = {}
         self.down = False
+        self.on_its_thread = False
 
     async def end_offsets(self, tps: list[TP]) -> dict[TP, int]:
+        assert self.on_its_thread, "the aiokafka consumer is asked from another event loop"
         if self.down:
             raise ConnectionError("broker away")
         return {tp: self.ends[tp] for tp in tps}
 
     async def position(self, tp: TP) -> int:
+        assert self.on_its_thread, "the aiokafka consumer is asked from another event loop"
         return self.positions[tp]
+
+
+class FakeConsumerThread:
+    """Faust's consumer thread: the aiokafka consumer is asked only through
+    call_thread (its own event loop)."""
+
+    def __init__(self, kafka: FakeKafka) -> None:
+        self.kafka = kafka
+        self.calls = 0
+
+    def _ensure_consumer(self) -> FakeKafka:
+        return self.kafka
+
+    async def call_thread(self, fun: Any, *args: Any) -> Any:
+        self.calls += 1
+        self.kafka.on_its_thread = True
+        try:
+            return await fun(*args)
+        finally:
+            self.kafka.on_its_thread = False
 
 
 class FakeConsumer:
@@ -86,7 +109,7 @@ class FakeConsumer:
 
     def __init__(self) -> None:
         self.kafka = FakeKafka()
-        self._thread = SimpleNamespace(_ensure_consumer=lambda: self.kafka)
+        self._thread = FakeConsumerThread(self.kafka)
         self._committed_offset: dict[TP, int | None] = defaultdict(lambda: None)
         self._read_offset: dict[TP, int | None] = defaultdict(lambda: None)
         self._acked: dict[TP, list[int]] = defaultdict(list)

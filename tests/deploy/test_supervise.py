@@ -39,10 +39,13 @@ def test_other_exit_codes_are_not_restarted(tmp_path: Path) -> None:
 
 
 def test_sigterm_reaches_the_worker_and_ends_the_loop(tmp_path: Path) -> None:
-    marker = tmp_path / "stopped"
-    script = f"trap 'touch {marker}; exit 4' TERM; sleep 30 & wait"
+    marker, ready = tmp_path / "stopped", tmp_path / "ready"
+    script = f"trap 'touch {marker}; exit 4' TERM; touch {ready}; sleep 30 & wait"
     process = subprocess.Popen(["bash", str(SUPERVISE), "bash", "-c", script])
-    time.sleep(1)
+    deadline = time.monotonic() + 20
+    while not ready.exists():  # the command's trap is set (a busy machine is slow)
+        assert time.monotonic() < deadline, "the supervised command did not start"
+        time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     assert process.wait(20) == 4, "exit code 4 after SIGTERM is no stall: no restart"
     assert marker.exists()
