@@ -27,12 +27,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import logging
 from importlib.metadata import version
 from typing import Any, cast
 
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
+
+from . import faust_drain
+
+trace = logging.getLogger("stream_app.trace")
 
 FAUST_VERSION = "0.15.3"
 # sha256 of inspect.getsource(Recovery.on_recovery_completed) in 0.15.3.
@@ -107,7 +112,25 @@ async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None
     duplicate stops `_new_offset`'s run of consecutive offsets: each gap costs
     one commit cycle (about 3 s). Under exactly-once every transaction leaves
     a commit marker in the re-key topic, so commits crawled far behind."""
+    if trace.isEnabledFor(logging.DEBUG):
+        trace.debug(
+            "gap %s/%d %d..%d read %s committed %s",
+            tp.topic[-8:],
+            tp.partition,
+            offset_from,
+            offset_to - 1,
+            self._read_offset.get(tp),
+            self._committed_offset.get(tp),
+        )
     await _original_add_gap(self, tp, offset_from, offset_to - 1)
+
+
+def _checked_sources() -> list[tuple[Any, str]]:
+    return [
+        (_original, ORIGINAL_SOURCE_SHA256),
+        (_original_add_gap, ORIGINAL_ADD_GAP_SHA256),
+        (faust_drain.original_drain_messages, faust_drain.ORIGINAL_DRAIN_SHA256),
+    ]
 
 
 def check_faust() -> None:
@@ -120,10 +143,7 @@ def check_faust() -> None:
             "before it seeks them (../shared/notes/faust-recovery-race.md), then update "
             "or drop the override"
         )
-    for function, expected in (
-        (_original, ORIGINAL_SOURCE_SHA256),
-        (_original_add_gap, ORIGINAL_ADD_GAP_SHA256),
-    ):
+    for function, expected in _checked_sources():
         found = source_sha256(function)
         if found != expected:
             raise FaustVersionError(
@@ -157,6 +177,7 @@ def install() -> None:
     Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
     Consumer._add_gap = _add_gap  # type: ignore[method-assign]
+    Consumer._drain_messages = faust_drain._drain_messages  # type: ignore[method-assign]
 
 
 def installed() -> bool:
@@ -164,4 +185,5 @@ def installed() -> bool:
         Recovery.on_recovery_completed is on_recovery_completed
         and ProducerBuffer._send_pending is _send_pending_counted
         and Consumer._add_gap is _add_gap
+        and Consumer._drain_messages is faust_drain._drain_messages
     )

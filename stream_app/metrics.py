@@ -109,6 +109,11 @@ STALLED_PARTITIONS = Gauge(
     "stream_app_stalled_partitions",
     "Partitions of this worker stalled now (not yet healed)",
 )
+OFFSET_JUMPS = Counter(
+    "stream_app_offset_jumps_total",
+    "Fetched records that came past the last offset read with no gap in the log "
+    "(at-least-once): the partition was read again from there (stream_app.faust_drain)",
+)
 STALL_HEALS = Counter(
     "stream_app_stall_heals_total",
     "What the worker did about a stall: reseek (read the partition again from its "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import sys
 import time
@@ -36,6 +37,8 @@ from .settings import WorkerSettings
 from .topics import TopicSetupError, ensure_topics, repartition_topic
 
 log = logging.getLogger("stream_app.worker")
+# Offsets only (no claim data): STREAM_APP_TRACE=1 logs every event's way.
+trace = logging.getLogger("stream_app.trace")
 
 EVENT_TIME_REPORT_SECONDS = 0.5
 NEVER_DAYS = 1_000_000  # a retention that never comes
@@ -316,6 +319,8 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             headers=_report_headers(message.partition, report),
         )
         clocks.told(message.partition, target, report, generation)
+        if trace.isEnabledFor(logging.DEBUG):
+            trace.debug("fwd %d@%d -> %d", message.partition, message.offset, target)
 
     def event_time(partition: int, headers: Any) -> LowWatermark:
         """Fold a message's source report into the partition's low watermark.
@@ -341,6 +346,8 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     @app.agent(by_patient)
     async def evaluate(stream: Any) -> None:
         _commit_between_batches(app.consumer, batch_lock)
+        if trace.isEnabledFor(logging.DEBUG):
+            _trace_offsets(app.consumer)
         if settings.batch_max <= 1:
             # One event at a time, table writes at once: Faust acknowledges
             # an event when the next one is taken.
@@ -382,6 +389,8 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         watermark, settled, latest = clock.low, clock.settled, clock.latest
         if _header(message.headers, "tick") is not None:
             ticked = engine.tick(message.partition, watermark, settled, latest)
+            if trace.isEnabledFor(logging.DEBUG):
+                trace.debug("tick %d@%d %d", message.partition, message.offset, len(ticked))
             await send_alerts(message.tp, ticked, None)
             return
         raw = bytes(event.value) if event.value is not None else b""
@@ -414,6 +423,14 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
                 "engine",
             )
             return
+        if trace.isEnabledFor(logging.DEBUG):
+            trace.debug(
+                "eval %d@%d %s %d",
+                message.partition,
+                message.offset,
+                result.outcome,
+                len(transitions),
+            )
         metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
         metrics.LINES_BY_OUTCOME[_outcome_label(result.outcome)].inc()
         await send_alerts(message.tp, transitions, parsed)
@@ -474,6 +491,36 @@ def _commit_between_batches(consumer: Any, batch_lock: asyncio.Lock) -> None:
 
     consumer.force_commit = force_commit_between_batches
     consumer._stream_app_guarded = True
+
+
+def _trace_offsets(consumer: Any) -> None:
+    """STREAM_APP_TRACE: log the offsets committed and sought."""
+    if getattr(consumer, "_stream_app_traced", False):
+        return
+    commit_offsets, perform_seek = consumer._commit_offsets, consumer.perform_seek
+
+    async def traced_commit(offsets: Any, *args: Any, **kwargs: Any) -> Any:
+        done = await commit_offsets(offsets, *args, **kwargs)
+        shown = " ".join(f"{tp.topic[-8:]}/{tp.partition}={o}" for tp, o in offsets.items())
+        trace.debug("commit %s -> %s", shown, done)
+        return done
+
+    async def traced_seek() -> None:
+        await perform_seek()
+        shown = " ".join(
+            f"{tp.topic[-8:]}/{tp.partition}={o}" for tp, o in consumer._read_offset.items()
+        )
+        trace.debug("sought %s", shown)
+
+    callback = consumer.callback
+
+    async def traced_callback(message: Any) -> Any:
+        trace.debug("dlv %s/%d@%d", message.topic[-8:], message.partition, message.offset)
+        return await callback(message)
+
+    consumer._commit_offsets, consumer.perform_seek = traced_commit, traced_seek
+    consumer.callback = traced_callback
+    consumer._stream_app_traced = True
 
 
 DRAIN_SECONDS = 30.0
@@ -595,6 +642,8 @@ def run_worker() -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("faust.transport.producer").addFilter(_not_routine_backpressure)
+    if os.environ.get("STREAM_APP_TRACE") == "1":
+        trace.setLevel(logging.DEBUG)
     try:
         settings = WorkerSettings()
     except Exception as exc:  # pydantic's message names the variable

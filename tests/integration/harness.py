@@ -264,8 +264,21 @@ def comparable(alerts: Iterable[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     }
 
 
+def history(alerts: list[dict[str, Any]], alert_ids: list[str]) -> dict[str, list[str]]:
+    """Each alert's messages in topic order: status, finality, detected_at."""
+    return {
+        alert_id: [
+            f"{a['status']}/{a['finality']}@{a.get('detected_at', '?')}"
+            for a in alerts
+            if a["alert_id"] == alert_id
+        ]
+        for alert_id in alert_ids
+    }
+
+
 def assert_matches_replay(alerts: Iterable[dict[str, Any]], lines: list[bytes]) -> None:
     """The folded alerts equal `stream-app replay --no-close-at-end` of the lines."""
+    alerts = list(alerts)
     expected = comparable(replay_alerts(lines, close_at_end=False))
     actual = comparable(alerts)
     missing = expected.keys() - actual.keys()
@@ -274,7 +287,8 @@ def assert_matches_replay(alerts: Iterable[dict[str, Any]], lines: list[bytes]) 
     assert not missing and not extra and not differ, (
         f"{len(missing)} missing, {len(extra)} extra, {len(differ)} differ; "
         f"e.g. {sorted(missing)[:3]} {sorted(extra)[:3]} "
-        f"{[(k, expected[k], actual[k]) for k in differ[:2]]}"
+        f"{[(k, expected[k], actual[k]) for k in differ[:2]]}; "
+        f"their messages on the alerts topic: {history(alerts, [*missing, *extra, *differ][:4])}"
     )
     assert expected, "the stream should produce open alerts"
 
