@@ -55,6 +55,8 @@ class WorkerSettings(BaseSettings):
     # A partition with events waiting behind a committed offset that has not
     # moved for this long, while the worker is ready, is stalled (SPEC 9).
     stall_seconds: float = Field(60.0, ge=1, le=3600)
+    # Log each event's partition and offset on its way (README, Configuration).
+    trace: bool = False
     # Faust opens one RocksDB per table and partition (4 x 8 here), each with
     # its own write buffers and block cache; its defaults (3 x 64 MiB buffers,
     # a 2 GiB cache) let RSS grow to gigabytes with the number of writes.

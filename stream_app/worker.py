@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import sys
 import time
@@ -642,13 +641,13 @@ def run_worker() -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("faust.transport.producer").addFilter(_not_routine_backpressure)
-    if os.environ.get("STREAM_APP_TRACE") == "1":
-        trace.setLevel(logging.DEBUG)
     try:
         settings = WorkerSettings()
     except Exception as exc:  # pydantic's message names the variable
         print(f"stream-app worker: bad settings: {exc}", file=sys.stderr)
         return 2
+    if settings.trace:
+        trace.setLevel(logging.DEBUG)
     registry = load_registry()
     try:
         profiles = ProfileBook.load_or_default(settings.payer_profiles, registry.ids)
