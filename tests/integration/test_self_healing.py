@@ -7,7 +7,8 @@ with the group's lag at 0 on the input and the re-key topic and the folded
 alerts equal to replay's. Batches are on (the default).
 
 Each test prints the stalls the workers found and how they were healed (their
-"stall:" log lines and the restarts), for the record.
+"stall:" log lines and the restarts), and the jumps in offsets that the fetch
+loop read again (stream_app.faust_drain), for the record.
 """
 
 from __future__ import annotations
@@ -42,9 +43,13 @@ def report(name: str, workers: list[WorkerProcess]) -> None:
         seen.add(worker.log_path)
         text = worker_log(worker)
         stalls = re.findall(r"stall: .*", text)
+        jumps = re.findall(r"partition \d+: offsets jumped .*", text)
         restarts = text.count("harness: worker exited 4")
-        print(f"{name} {worker.log_path.name}: {len(stalls)} stall line(s), {restarts} restart(s)")
-        for line in stalls:
+        print(
+            f"{name} {worker.log_path.name}: {len(stalls)} stall line(s), "
+            f"{len(jumps)} offset jump(s) read again, {restarts} restart(s)"
+        )
+        for line in stalls + jumps:
             print(f"  {line}")
 
 
