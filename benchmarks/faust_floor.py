@@ -14,7 +14,7 @@ MODE
                second agent write one small value per line to one
                changelog-backed table (the worker writes about four).
 
-The app is `stream_app.worker.new_app` (the worker's Faust settings) and its
+The app is `stream_app.worker.app.new_app` (the worker's Faust settings) and its
 table has the worker's RocksDB options. It stamps its first event and the
 moment it has handled LINES lines (after flushing the producer), writes
 {"lines", "seconds", "cpu"} to OUT.json and stops itself. Nothing here is used by stream_app.
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stream_app.settings import WorkerSettings  # noqa: E402
-from stream_app.worker import new_app, rocksdb_options  # noqa: E402
+from stream_app.worker.app import new_app, rocksdb_options  # noqa: E402
 
 
 def build(mode: str, expected: int, out: Path) -> faust.App:

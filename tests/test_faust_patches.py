@@ -126,7 +126,7 @@ async def test_the_override_seeks_before_it_resumes() -> None:
 
 def test_the_override_is_installed_when_the_app_is_built() -> None:
     from stream_app.settings import WorkerSettings
-    from stream_app.worker import new_app
+    from stream_app.worker.app import new_app
 
     new_app(WorkerSettings(store="memory://"))
     assert faust_patches.installed()

@@ -17,7 +17,7 @@ from stream_app.faust_store import FaustStore
 from stream_app.model import LineLocation
 from stream_app.store import MemoryStore
 from stream_app.synth import Synth, generate_lines
-from stream_app.worker import patient_partition
+from stream_app.worker.routing import patient_partition
 
 
 class CountingTable(dict[bytes, bytes | None]):
@@ -138,7 +138,7 @@ def test_faust_internals_the_worker_relies_on_are_there() -> None:
     from faust.streams import _current_event, current_event
     from faust.transport.consumer import Consumer
 
-    from stream_app.worker import _as_current
+    from stream_app.worker.batching import as_current as _as_current
 
     assert isinstance(_current_event, ContextVar)
     assert callable(Consumer.force_commit)
@@ -158,7 +158,7 @@ def test_faust_internals_the_worker_relies_on_are_there() -> None:
 async def test_a_commit_waits_for_the_batch_in_evaluation() -> None:
     import asyncio
 
-    from stream_app.worker import _commit_between_batches
+    from stream_app.worker.batching import commit_between_batches as _commit_between_batches
 
     class Consumer:
         def __init__(self) -> None:
@@ -185,7 +185,7 @@ async def test_a_transactional_commit_waits_for_the_producer_buffer() -> None:
     exactly-once must not run before they are handed to Kafka's producer."""
     import asyncio
 
-    from stream_app.worker import _commit_between_batches
+    from stream_app.worker.batching import commit_between_batches as _commit_between_batches
 
     class Buffer:
         def __init__(self) -> None:
@@ -231,7 +231,7 @@ def test_a_batch_cut_short_is_not_acknowledged() -> None:
     from faust.streams import Stream
     from faust.types.tuples import ConsumerMessage
 
-    from stream_app.worker import _keep_unacknowledged
+    from stream_app.worker.batching import keep_unacknowledged as _keep_unacknowledged
 
     source = inspect.getsource(Stream.take_events)
     assert "finally:" in source and "await self.ack(event)" in source

@@ -2,7 +2,11 @@
 
 from pathlib import Path
 
-from stream_app.worker import CLEAN_SHUTDOWN_MARKER, drop_tables_after_crash, mark_clean_shutdown
+from stream_app.worker.process import (
+    CLEAN_SHUTDOWN_MARKER,
+    drop_tables_after_crash,
+    mark_clean_shutdown,
+)
 
 
 def _tables(tmp_path: Path) -> Path:
@@ -60,7 +64,7 @@ def test_an_unchanged_patient_record_is_not_written_again() -> None:
 def test_faust_routine_backpressure_is_not_logged_but_other_warnings_are() -> None:
     import logging
 
-    from stream_app.worker import _not_routine_backpressure
+    from stream_app.worker.process import _not_routine_backpressure
 
     def record(message: str) -> logging.LogRecord:
         name = "faust.transport.producer"

@@ -266,6 +266,6 @@ def test_image_build_context_builds_the_package(tmp_path: Path) -> None:
     [wheel] = (tmp_path / "dist").glob("stream_app-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        assert "stream_app/worker.py" in names and "stream_app/metrics.py" in names
+        assert "stream_app/worker/app.py" in names and "stream_app/metrics.py" in names
         [entry_points] = [n for n in names if n.endswith("entry_points.txt")]
         assert "stream-app = stream_app.cli:main" in archive.read(entry_points).decode()

@@ -5,7 +5,7 @@ same folded alerts as replay.
 
 Two things make that hold, each shown by a test here:
 1. Output goes into the transaction in which its source partition's offset is
-   committed (stream_app.worker send_for). Faust 0.15.3 on its own sends to
+   committed (stream_app.worker.output Output.send_for). Faust 0.15.3 on its own sends to
    topics the app does not consume (alerts, dead letters) outside any
    transaction, and a re-keyed line in the destination partition's
    transaction; a killed worker's alerts then stayed visible while its table

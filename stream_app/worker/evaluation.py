@@ -1,0 +1,205 @@
+"""Evaluation: each re-keyed event (or batch of them) is applied by the
+engine against the tables, under the low watermark of its partition, and
+its alert transitions are sent. Ticks carry event-time reports only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from functools import partial
+from typing import Any
+
+import faust
+
+from .. import metrics
+from ..engine import Engine
+from ..event_time import LowWatermark, Report
+from ..events import Invalid, parse_event
+from ..faust_store import FaustStore
+from ..settings import WorkerSettings
+from .batching import as_current, as_current_of, commit_between_batches, keep_unacknowledged
+from .output import Output
+from .routing import patient_partition
+from .trace import trace, trace_offsets
+
+log = logging.getLogger("stream_app.worker")
+
+# Outcomes after which a redelivered event may have lost its alerts in a crash.
+_ALREADY_APPLIED = frozenset({"duplicate", "void_unknown", "course_end"})
+
+
+def header(headers: Any, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name:
+            return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+    return None
+
+
+def outcome_label(outcome: str) -> str:
+    return {"void_unknown": "void", "course_end": "processed"}.get(outcome, outcome)
+
+
+class Evaluation:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: WorkerSettings,
+        store: FaustStore,
+        engine: Engine,
+        output: Output,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.output = output
+        # Offsets below the end of a partition at assignment may have been
+        # processed before a crash (see Engine.restate).
+        self.recovery_until: dict[Any, int] = {}
+        # With Kafka transactions alerts, tables and offsets commit together,
+        # so there is nothing to restate (and restating would repeat
+        # transitions).
+        self.restate_on_recovery = settings.processing_guarantee == "at_least_once"
+        # Partitions whose event time and idle index must be rebuilt from the
+        # tables before their next event (they were just assigned to us).
+        self.adopt_pending: set[int] = set()
+        self.event_times: dict[int, LowWatermark] = {}  # re-keyed partition -> low watermark
+        # Held from the start of a batch until Faust has acknowledged its
+        # events; commits wait for it (see commit_between_batches).
+        self.batch_lock = asyncio.Lock()
+
+    def install(self, by_patient: Any) -> None:
+        evaluation, settings = self, self.settings
+
+        @self.app.agent(by_patient)
+        async def evaluate(stream: Any) -> None:
+            consumer = evaluation.app.consumer
+            commit_between_batches(consumer, evaluation.batch_lock)
+            if trace.isEnabledFor(logging.DEBUG):
+                trace_offsets(consumer)
+            if settings.batch_max <= 1:
+                # One event at a time, table writes at once: Faust
+                # acknowledges an event when the next one is taken.
+                async for event in stream.events():
+                    await evaluation.evaluate_one(event)
+                return
+            evaluation.store.hold_writes()
+            async for events in stream.take_events(settings.batch_max, settings.batch_seconds):
+                await evaluation.batch_lock.acquire()
+                try:
+                    await evaluation.evaluate_batch(events)
+                except BaseException:
+                    keep_unacknowledged(events)
+                    raise
+                finally:
+                    # take_events acknowledges the batch right after this
+                    # body, without suspending: a callback runs only after.
+                    asyncio.get_running_loop().call_soon(evaluation.batch_lock.release)
+
+    async def on_assigned(self, ours: list[Any]) -> None:
+        """Our re-key partitions were (re)assigned: relearn their event time
+        and idle index, and note how far they may have been processed."""
+        self.adopt_pending.update(tp.partition for tp in ours)
+        try:
+            highwaters = await self.app.consumer.highwaters(*ours)
+        except Exception as exc:
+            log.warning("could not read partition end offsets: %s", type(exc).__name__)
+            return
+        self.recovery_until.update(highwaters)
+
+    async def evaluate_batch(self, events: list[Any]) -> None:
+        last_of_partition: dict[int, Any] = {}
+        for event in events:
+            partition = event.message.partition
+            last_of_partition[partition] = event
+            self.store.partition = partition
+            with as_current(event):
+                await self.evaluate_one(event)
+        written = self.store.flush(partial(as_current_of, last_of_partition))
+        metrics.BATCHES.inc()
+        metrics.BATCH_TABLE_WRITES.inc(written)
+
+    async def evaluate_one(self, event: Any) -> None:
+        message, engine = event.message, self.engine
+        if message.partition in self.adopt_pending:
+            self.adopt_pending.discard(message.partition)
+            self.event_times.pop(message.partition, None)
+            self.adopt(message.partition)
+        clock = self.event_time(message.partition, message.headers)
+        watermark, settled, latest = clock.low, clock.settled, clock.latest
+        if header(message.headers, "tick") is not None:
+            ticked = engine.tick(message.partition, watermark, settled, latest)
+            if trace.isEnabledFor(logging.DEBUG):
+                trace.debug("tick %d@%d %d", message.partition, message.offset, len(ticked))
+            await self.output.send_alerts(message.tp, ticked, None)
+            return
+        raw = bytes(event.value) if event.value is not None else b""
+        parsed = parse_event(raw)
+        if isinstance(parsed, Invalid):  # only if someone writes to our internal topic
+            await self.output.dead_letter(message.tp, event.key, raw, parsed, "internal")
+            return
+        started = time.perf_counter()
+        try:
+            result = engine.apply(parsed, message.partition, watermark, settled, latest)
+            transitions = result.transitions
+            if (
+                self.restate_on_recovery
+                and not transitions
+                and result.outcome in _ALREADY_APPLIED
+                and (message.offset < self.recovery_until.get(message.tp, -1))
+            ):
+                transitions = engine.restate(parsed)
+        except Exception as exc:
+            # No traceback text: exception messages can carry claim data.
+            log.error(
+                "engine failed on an event (%s); sent to the dead-letter topic",
+                type(exc).__name__,
+            )
+            await self.output.dead_letter(
+                message.tp,
+                event.key,
+                raw,
+                Invalid("engine_error", type(exc).__name__),
+                "engine",
+            )
+            return
+        if trace.isEnabledFor(logging.DEBUG):
+            trace.debug(
+                "eval %d@%d %s %d",
+                message.partition,
+                message.offset,
+                result.outcome,
+                len(transitions),
+            )
+        metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
+        metrics.LINES_BY_OUTCOME[outcome_label(result.outcome)].inc()
+        await self.output.send_alerts(message.tp, transitions, parsed)
+
+    def event_time(self, partition: int, headers: Any) -> LowWatermark:
+        """Fold a message's source report into the partition's low watermark.
+
+        Held in memory only: after a restart or a rebalance the partition is
+        read again from its committed offset, and event time must be learnt
+        again in that order (a stored value could be ahead of the messages
+        still to come, and close their courses early).
+        """
+        low = self.event_times.get(partition)
+        if low is None:
+            low = self.event_times[partition] = LowWatermark(self.settings.partitions)
+        source = header(headers, "src")
+        if source is not None:
+            report = Report(header(headers, "wm") or "", header(headers, "idle") == "1")
+            low.update(int(source), report)
+        return low
+
+    def adopt(self, partition: int) -> None:
+        """Rebuild the partition's idle-course index from state."""
+        partitions = self.settings.partitions
+        mine = (
+            key.decode()
+            for key in self.store.patients
+            if patient_partition(key, partitions) == partition
+        )
+        found = self.engine.adopt(partition, mine)
+        log.info("partition %d: %d patients in state", partition, found)

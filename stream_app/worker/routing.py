@@ -1,0 +1,156 @@
+"""Ingest and re-key: every valid input event goes to its patient's
+partition of the re-key topic, with its source partition's event-time report
+in its headers; invalid ones go to the dead-letter topic. Reports also go out
+on their own every half second, so that each re-keyed partition's low
+watermark moves when no patient of its own shows up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+
+from ..event_time import Report, SourceClocks
+from ..events import ClaimLineEvent, Invalid, parse_event
+from ..settings import WorkerSettings
+from .output import Output
+from .trace import trace
+
+log = logging.getLogger("stream_app.worker")
+
+EVENT_TIME_REPORT_SECONDS = 0.5
+
+
+def patient_partition(key: bytes, partitions: int) -> int:
+    """The re-key topic's partition of a patient: Kafka's default (murmur2)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def report_headers(source: int, report: Report) -> list[tuple[str, bytes]]:
+    return [
+        ("src", str(source).encode()),
+        ("wm", report.watermark.encode()),
+        ("idle", b"1" if report.idle else b"0"),
+    ]
+
+
+class Routing:
+    def __init__(
+        self, app: faust.App, settings: WorkerSettings, by_patient: Any, output: Output
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.by_patient = by_patient
+        self.output = output
+        self.clocks = SourceClocks(settings.partitions)
+        self.forwarded_offsets: dict[int, int] = {}  # input partition -> last offset handled
+
+    def install(self, input_topic: Any) -> None:
+        forward = self.forward
+
+        @self.app.agent(input_topic)
+        async def ingest(stream: Any) -> None:
+            # One event at a time: Faust acknowledges an event once the next one
+            # is taken, so nothing is committed before it has been forwarded.
+            async for event in stream.events():
+                await forward(event)
+
+        report_loop = self._report_event_time_every_half_second
+
+        async def _report_event_time() -> None:  # app.task passes the app to a method
+            await report_loop()
+
+        self.app.task(_report_event_time)
+
+    def on_assigned(self, assigned: Any) -> None:
+        # Re-keyed partitions relearn event time after any rebalance (see
+        # Evaluation.event_time); sources that are done would otherwise never
+        # re-tell.
+        sources = {tp.partition for tp in assigned if tp.topic == self.settings.input_topic}
+        self.clocks.keep_only(sources)
+        for source in list(self.forwarded_offsets):
+            if source not in sources:
+                del self.forwarded_offsets[source]
+        self.clocks.forget_told()
+
+    async def forward(self, event: Any) -> None:
+        raw = bytes(event.value) if event.value is not None else b""
+        parsed = parse_event(raw)
+        message = event.message
+        self.forwarded_offsets[message.partition] = message.offset
+        if isinstance(parsed, Invalid):
+            source = f"{message.topic}:{message.partition}:{message.offset}"
+            await self.output.dead_letter(message.tp, event.key, raw, parsed, source)
+            return
+        if isinstance(parsed, ClaimLineEvent):
+            patient_id, event_date = parsed.line.patient_id, parsed.line.date_of_service
+        else:
+            patient_id, event_date = parsed.patient_id, parsed.date
+        clocks = self.clocks
+        clocks.observe(message.partition, event_date)
+        report = clocks.reports[message.partition]
+        generation = clocks.generation
+        key = patient_id.encode()
+        target = patient_partition(key, self.settings.partitions)
+        await self.output.send_for(
+            message.tp,
+            self.by_patient,
+            key,
+            raw,
+            partition=target,
+            headers=report_headers(message.partition, report),
+        )
+        clocks.told(message.partition, target, report, generation)
+        if trace.isEnabledFor(logging.DEBUG):
+            trace.debug("fwd %d@%d -> %d", message.partition, message.offset, target)
+
+    async def report_event_time(self) -> None:
+        """Every re-keyed partition hears every source's report, so its low
+        watermark moves even when no patient of its own shows up."""
+        await self.mark_idle_sources()
+        clocks = self.clocks
+        generation = clocks.generation
+        for source, target, report in list(clocks.untold()):
+            await self.by_patient.send(
+                key=None,
+                value=b"",
+                partition=target,
+                headers=[("tick", b"1"), *report_headers(source, report)],
+            )
+            clocks.told(source, target, report, generation)
+
+    async def _report_event_time_every_half_second(self) -> None:
+        # A loop, not app.timer: a report waits for the input's end offsets
+        # from the broker and can take longer than the interval (under load,
+        # at start-up), which mode's Timer logs as "overlapping" every time.
+        # Not during a rebalance: under exactly-once the re-key topic's
+        # transactions are being restarted, and a send then fails ("not in
+        # transaction"). A report not sent stays untold and goes next time.
+        app = self.app
+        while not app.should_stop:
+            await asyncio.sleep(EVENT_TIME_REPORT_SECONDS)
+            if app.rebalancing:
+                continue
+            try:
+                await self.report_event_time()
+            except Exception as exc:
+                log.warning("event-time report not sent (%s); retrying", type(exc).__name__)
+
+    async def mark_idle_sources(self) -> None:
+        """A source read to its end does not hold event time back."""
+        consumer = self.app.consumer
+        tps = [tp for tp in consumer.assignment() if tp.topic == self.settings.input_topic]
+        if not tps:
+            return
+        try:
+            ends = await consumer.highwaters(*tps)
+        except Exception as exc:
+            log.warning("could not read input end offsets: %s", type(exc).__name__)
+            return
+        for tp in tps:
+            done = self.forwarded_offsets.get(tp.partition)
+            end = ends.get(tp) or 0
+            self.clocks.set_idle(tp.partition, end == 0 or (done is not None and done + 1 >= end))
