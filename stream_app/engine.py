@@ -33,6 +33,7 @@ from .model import (
 from .profiles import Profile, ProfileBook
 from .rules import FINAL, DayView, Registry, RuleSpec, Violation, load_registry
 from .rules.base import CourseView
+from .rules.port_images import frequency_excess
 from .store import Store
 
 PROVISIONAL = "provisional"
@@ -152,6 +153,9 @@ class Engine:
         self.profile_of = lru_cache(maxsize=4096)(book.resolve)
         self._scopes: dict[int, _Scope] = {}
         self.pruned_courses = 0
+        # Rule checks run so far (one per rule and day evaluated): a count
+        # that tests use to see that evaluation follows what changed.
+        self.rule_runs = 0
 
     def apply(
         self,
@@ -367,6 +371,11 @@ class Engine:
         return Result(outcome, work.finish()), self._next_due(work.patient)
 
 
+def _course_of(day: DayState, key: LineKey) -> str | None:
+    line = day.lines.get(key) or day.voided.get(key)
+    return None if line is None else line.course_id
+
+
 def _resolved_message(spec: RuleSpec, line: Line) -> str:
     return (
         f"resolved: {spec.title.lower()} no longer applies to {line.hcpcs} "
@@ -375,15 +384,24 @@ def _resolved_message(spec: RuleSpec, line: Line) -> str:
 
 
 class _CourseSnapshot(NamedTuple):
+    """A course's rule inputs as loaded, to see what an event changed."""
+
     facts: tuple[frozenset[str], bool]
     fractions: int
-    port_lines: tuple[tuple[LineKey, tuple[str, int]], ...]
+    port_lines: dict[LineKey, tuple[str, int]]
 
 
 def _snapshot(course: CourseState) -> _CourseSnapshot:
-    return _CourseSnapshot(
-        course.facts(), course.fractions, tuple(sorted(course.port_lines.items()))
-    )
+    return _CourseSnapshot(course.facts(), course.fractions, dict(course.port_lines))
+
+
+def _port_excess(
+    port_lines: dict[LineKey, tuple[str, int]], fractions: int, closed: bool
+) -> dict[LineKey, int]:
+    if not port_lines:
+        return {}
+    held = [(d, claim, number, units) for (claim, number), (d, units) in port_lines.items()]
+    return frequency_excess(held, fractions, closed)
 
 
 class _Work:
@@ -536,18 +554,13 @@ class _Work:
 
     # -- evaluation ----------------------------------------------------------
     def finish(self) -> list[Transition]:
-        self._update_closure()
+        closed_before = self._update_closure()
+        registry = self.engine.registry
         for ref, course in list(self.courses.items()):
             before = self.snapshots[ref]
-            after = _snapshot(course)
-            registry = self.engine.registry
-            if after.facts != before.facts:
+            if course.facts() != before.facts:
                 self._evaluate_course(ref, course.dates, registry.course_fact_rules)
-            if after.port_lines != before.port_lines or (
-                after.port_lines and self._allowance_changed(ref, before.fractions, after.fractions)
-            ):
-                port_days = {d for d, _ in course.port_lines.values()}
-                self._evaluate_course(ref, port_days, registry.port_unit_rules)
+            self._recheck_ports(ref, course, before, closed_before.get(ref))
         transitions: list[Transition] = []
         for (site, day_date), only in sorted(self.to_evaluate.items()):
             evaluated = self._evaluate_day(site, day_date, only)
@@ -557,18 +570,38 @@ class _Work:
         self._write_back()
         return transitions
 
-    def _allowance_changed(self, ref: CourseRef, before: int, after: int) -> bool:
-        """Whether a change of fractions changes the port-image allowance."""
+    def _recheck_ports(
+        self, ref: CourseRef, course: CourseState, before: _CourseSnapshot, was_closed: bool | None
+    ) -> None:
+        """Re-run the port-unit rules on the days whose outcome can change:
+        those of lines with excess units before or after the event. With the
+        same port lines (so the same evidence) and the same finality, only
+        lines whose excess changed."""
         status = self.patient.courses.get(ref)
-        per = codes.FRACTIONS_PER_PORT_IMAGE
-        if status is not None and status.closed:
-            return before // per != after // per
-        return -(-before // per) != -(-after // per)
+        closed = bool(status and status.closed)
+        closing = was_closed is not None and was_closed != closed
+        same_lines = before.port_lines == course.port_lines
+        if same_lines and before.fractions == course.fractions and not closing:
+            return
+        old = _port_excess(
+            before.port_lines, before.fractions, closed if was_closed is None else was_closed
+        )
+        new = _port_excess(course.port_lines, course.fractions, closed)
+        if same_lines and not closing:
+            keys = {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
+        else:
+            keys = old.keys() | new.keys()
+        rules = self.engine.registry.port_unit_rules
+        for key in keys:
+            held = course.port_lines.get(key) or before.port_lines[key]
+            self.evaluate(ref.site, held[0], rules)
 
-    def _update_closure(self) -> None:
+    def _update_closure(self) -> dict[CourseRef, bool]:
+        """Close the courses that are due; returns the courses whose closing
+        changed, with what it was before."""
         idle = self.engine.settings.course_idle_days
         watermark = date_ordinal(self.watermark) if self.watermark else None
-        provisional = self.engine.registry.provisional_rules
+        changed: dict[CourseRef, bool] = {}
         for ref, status in list(self.patient.courses.items()):
             if not status.last_arrival and self.arrival:
                 # Arrived before the worker knew event time: count it as now.
@@ -586,8 +619,24 @@ class _Work:
             )
             if closed != status.closed:
                 self.patient.courses[ref] = status._replace(closed=closed)
-                # Closing changes only what provisional rules decide.
-                self._evaluate_course(ref, self.course(ref).dates, provisional)
+                changed[ref] = status.closed
+                self._finalize(ref, self.course(ref))
+        return changed
+
+    def _finalize(self, ref: CourseRef, course: CourseState) -> None:
+        """Closing changes the finality of open provisional alerts (and the
+        port-image allowance, see _recheck_ports): re-run the provisional
+        rules on the days that hold one of the course's."""
+        provisional = self.engine.registry.provisional_rules
+        for day_date in course.dates:
+            day = self.day(ref.site, day_date)
+            if any(
+                memo.is_open and rule_id in provisional
+                for key, memos in day.memos.items()
+                if _course_of(day, key) == ref.course_id
+                for rule_id, memo in memos.items()
+            ):
+                self.evaluate(ref.site, day_date, provisional)
 
     def evaluate(self, site: str, day_date: str, only: frozenset[str] | None = None) -> None:
         key = (site, day_date)
@@ -701,6 +750,7 @@ class _Work:
             for declared in self.engine.registry.for_codes(view.by_code, bool(view.deleted)):
                 if only is not None and declared.spec.rule_id not in only:
                     continue
+                self.engine.rule_runs += 1
                 for violation in declared.check(view):
                     line = day.lines[violation.key]
                     if violation.rule_id in view.profile(line).disabled_rules:
