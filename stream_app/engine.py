@@ -33,7 +33,7 @@ from .model import (
 from .profiles import Profile, ProfileBook
 from .rules import FINAL, DayView, Registry, RuleSpec, Violation, load_registry
 from .rules.base import CourseView
-from .rules.port_images import frequency_excess
+from .rules.port_images import allowance, frequency_excess
 from .store import Store
 
 PROVISIONAL = "provisional"
@@ -111,6 +111,11 @@ class _Scope:
 
     def pop_due(self) -> Iterator[str]:
         """Patients due for a look (each once), their entries taken off."""
+        close, prune = self.close_heap, self.prune_heap
+        if (not close or not self.watermark or close[0][0] > date_ordinal(self.watermark)) and (
+            not prune or not self.settled or prune[0][0] > date_ordinal(self.settled)
+        ):
+            return iter(())  # nothing due: the common case
         found: dict[str, None] = {}
         if self.watermark:
             self._pop(self.close_heap, date_ordinal(self.watermark), "close", found)
@@ -398,8 +403,8 @@ def _snapshot(course: CourseState) -> _CourseSnapshot:
 def _port_excess(
     port_lines: dict[LineKey, tuple[str, int]], fractions: int, closed: bool
 ) -> dict[LineKey, int]:
-    if not port_lines:
-        return {}
+    if sum(units for _, units in port_lines.values()) <= allowance(fractions, closed):
+        return {}  # the common case, without sorting
     held = [(d, claim, number, units) for (claim, number), (d, units) in port_lines.items()]
     return frequency_excess(held, fractions, closed)
 
@@ -476,29 +481,33 @@ class _Work:
         return True
 
     def add(self, line: Line) -> None:
-        day = self.day(line.site, line.date_of_service)
-        day.lines[line.key] = line
-        day.voided.pop(line.key, None)
-        self.evaluate(line.site, line.date_of_service)
-        self.dirty_days.add((line.site, line.date_of_service))
-        self.dirty_courses.add(line.course_ref)
-        course = self.course(line.course_ref)
-        course.dates[line.date_of_service] = course.dates.get(line.date_of_service, 0) + 1
+        site, seen, ref = line.site, line.date_of_service, line.course_ref
+        day = self.day(site, seen)
+        key = line.key
+        day.lines[key] = line
+        day.voided.pop(key, None)
+        self.evaluate(site, seen)
+        self.dirty_days.add((site, seen))
+        self.dirty_courses.add(ref)
+        course = self.course(ref)
+        course.dates[seen] = course.dates.get(seen, 0) + 1
         self._count(course, line, +1)
         # Event time is date-of-service time: a line arrives, in event time,
         # on its date of service. So a course is idle once event time is the
         # idle days past its latest date of service, whatever the arrival order.
-        seen, arrival = line.date_of_service, self.arrival
-        status = self.patient.courses.get(line.course_ref)
+        arrival = self.arrival
+        status = self.patient.courses.get(ref)
         if status is None:
             status = CourseStatus(seen, False, False, False, arrival)
         else:
-            status = status._replace(
-                last_seen=max(status.last_seen, seen),
-                last_arrival=max(status.last_arrival, arrival),
-                pruned=False,
+            status = CourseStatus(
+                max(status.last_seen, seen),
+                status.ended,
+                status.closed,
+                False,
+                max(status.last_arrival, arrival),
             )
-        self.patient.courses[line.course_ref] = status
+        self.patient.courses[ref] = status
 
     def remove(self, line: Line, *, departing: bool) -> None:
         day = self.day(line.site, line.date_of_service)
@@ -683,7 +692,8 @@ class _Work:
         by_code: dict[str, list[Line]] = {}
         fractions = 0
         modalities = set()
-        for line in sorted(day.lines.values(), key=lambda line: (line.claim_id, line.line_number)):
+        # in (claim_id, line_number) order, which is the order of the keys
+        for _, line in sorted(day.lines.items()):
             modality = line.delivery_modality()
             if modality is not None:
                 modalities.add(modality)
