@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+import msgspec
+
 from .model import Line
 
 MAX_EVENT_BYTES: Final = 1024 * 1024
@@ -40,15 +42,13 @@ POS_SHAPE: Final = re.compile(r"[0-9]{2}")
 DX_SHAPE: Final = re.compile(r"[A-Z][0-9A-Z]{2,6}")
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimLineEvent:
+class ClaimLineEvent(msgspec.Struct, frozen=True, gc=False):
     line: Line
     action: str  # "upsert" | "void"
     received_at: str | None = None  # intake time, for lag metrics; not state
 
 
-@dataclass(frozen=True, slots=True)
-class CourseEndEvent:
+class CourseEndEvent(msgspec.Struct, frozen=True, gc=False):
     patient_id: str
     course_id: str
     site: str
@@ -56,8 +56,7 @@ class CourseEndEvent:
     received_at: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimEvent:
+class ClaimEvent(msgspec.Struct, frozen=True, gc=False):
     """A whole claim (SPEC 1.1): its lines are applied together."""
 
     patient_id: str

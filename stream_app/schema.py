@@ -14,21 +14,17 @@ from __future__ import annotations
 import sys
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from . import codes
 from .event_types import (
-    ACTIONS,
-    CLAIM_TYPES,
     DATE_SHAPE,
     DX_SHAPE,
-    FREQUENCIES,
     HCPCS_SHAPE,
     MODIFIER_SHAPE,
-    PAYER_TYPES,
     POS_SHAPE,
     ClaimEvent,
     ClaimLineEvent,
@@ -38,8 +34,10 @@ from .event_types import (
 from .model import Line
 
 Count = Annotated[int, Meta(ge=1, le=9999)]
-Modifiers = Annotated[list[str], Meta(max_length=8)]
-Diagnoses = Annotated[list[str], Meta(max_length=32)]
+Modifiers = Annotated[tuple[str, ...], Meta(max_length=8)]
+Diagnoses = Annotated[tuple[str, ...], Meta(max_length=32)]
+ClaimType = Literal["professional", "institutional"]
+PayerType = Literal["medicare", "medicaid", "commercial", "other"]
 
 
 class _ClaimLine(msgspec.Struct):
@@ -50,10 +48,10 @@ class _ClaimLine(msgspec.Struct):
     hcpcs: str | None = None
     modifiers: Modifiers | None = None
     units: Count | None = None
-    claim_type: str | UnsetType | None = UNSET
+    claim_type: ClaimType | UnsetType | None = UNSET
     place_of_service: str | UnsetType | None = UNSET
     payer_id: str | UnsetType | None = UNSET
-    payer_type: str | UnsetType | None = UNSET
+    payer_type: PayerType | UnsetType | None = UNSET
     diagnosis_codes: Diagnoses | UnsetType | None = UNSET
     course_id: str | UnsetType | None = UNSET
     site: str | UnsetType | None = UNSET
@@ -66,8 +64,8 @@ class _Message(msgspec.Struct):
 
     schema_version: int | UnsetType = UNSET
     kind: str | UnsetType = UNSET
-    action: str | None = None
-    frequency: str | None = None
+    action: Literal["upsert", "void"] | None = None
+    frequency: Literal["original", "replacement", "void"] | None = None
     patient_id: str | None = None
     claim_id: str | None = None
     line_number: Count | None = None
@@ -78,10 +76,10 @@ class _Message(msgspec.Struct):
     hcpcs: str | None = None
     modifiers: Modifiers | None = None
     units: Count | None = None
-    claim_type: str | None = None
+    claim_type: ClaimType | None = None
     place_of_service: str | None = None
     payer_id: str | None = None
-    payer_type: str | None = None
+    payer_type: PayerType | None = None
     diagnosis_codes: Diagnoses | None = None
     modality: str | None = None
     received_at: str | None = None
@@ -120,10 +118,7 @@ def decode_fast(raw: bytes | bytearray | memoryview | str) -> Event | None:
 
 
 def _claim_line(m: _Message) -> ClaimLineEvent:
-    action = "upsert" if m.action is None else m.action
-    if action not in ACTIONS:
-        raise _Slow
-    if action == "void":
+    if m.action == "void":
         return ClaimLineEvent(_void_line(m), "void", _timestamp(m.received_at))
     line = Line(
         _text(m.patient_id),
@@ -135,10 +130,10 @@ def _claim_line(m: _Message) -> ClaimLineEvent:
         _hcpcs(_required(m.hcpcs)),
         _modifiers(m.modifiers),
         m.units or 1,
-        _enum(m.claim_type, CLAIM_TYPES),
+        _required(m.claim_type),
         None if m.place_of_service is None else _pos(m.place_of_service),
         None if m.payer_id is None else _text(m.payer_id),
-        "other" if m.payer_type is None else _enum(m.payer_type, PAYER_TYPES),
+        m.payer_type or "other",
         _diagnoses(m.diagnosis_codes),
         None if m.modality is None else _modality(m.modality),
     )
@@ -164,7 +159,7 @@ def _void_line(m: _Message) -> Line:
         "professional",
         None if m.place_of_service is None else _pos(m.place_of_service),
         None if m.payer_id is None else _text(m.payer_id),
-        "other" if m.payer_type is None else _enum(m.payer_type, PAYER_TYPES),
+        m.payer_type or "other",
         _diagnoses(m.diagnosis_codes),
         None if m.modality is None else _modality(m.modality),
     )
@@ -172,9 +167,7 @@ def _void_line(m: _Message) -> Line:
 
 def _claim(m: _Message) -> ClaimEvent:
     patient_id, claim_id = _text(m.patient_id), _text(m.claim_id)
-    frequency = "original" if m.frequency is None else m.frequency
-    if frequency not in FREQUENCIES:
-        raise _Slow
+    frequency = m.frequency or "original"
     raw_lines = m.lines
     if raw_lines is None:
         if frequency != "void":
@@ -183,10 +176,10 @@ def _claim(m: _Message) -> ClaimEvent:
     if not raw_lines and frequency != "void":
         raise _Slow
     # The claim's own values, checked as such (also when it has no lines).
-    claim_type = None if m.claim_type is None else _enum(m.claim_type, CLAIM_TYPES)
+    claim_type = m.claim_type
     pos = None if m.place_of_service is None else _pos(m.place_of_service)
     payer_id = None if m.payer_id is None else _text(m.payer_id)
-    payer_type = None if m.payer_type is None else _enum(m.payer_type, PAYER_TYPES)
+    payer_type = m.payer_type
     diagnoses = _diagnoses(m.diagnosis_codes)
     course_id = None if m.course_id is None else _text(m.course_id)
     site = None if m.site is None else _text(m.site)
@@ -209,10 +202,10 @@ def _claim(m: _Message) -> ClaimEvent:
             _hcpcs(_required(raw.hcpcs)),
             _modifiers(raw.modifiers),
             raw.units or 1,
-            _enum(claim_type if raw.claim_type is UNSET else raw.claim_type, CLAIM_TYPES),
+            _required(claim_type if raw.claim_type is UNSET else raw.claim_type),
             _optional(pos, raw.place_of_service, _pos),
             _optional(payer_id, raw.payer_id, _text),
-            _optional(payer_type, raw.payer_type, _enum_payer) or "other",
+            (payer_type if raw.payer_type is UNSET else raw.payer_type) or "other",
             diagnoses if raw.diagnosis_codes is UNSET else _diagnoses(raw.diagnosis_codes),
             _optional(modality, raw.modality, _modality),
         )
@@ -238,16 +231,6 @@ def _text(value: str | None) -> str:
     return sys.intern(value)
 
 
-def _enum(value: str | None, allowed: frozenset[str]) -> str:
-    if value is None or value not in allowed:
-        raise _Slow
-    return sys.intern(value)
-
-
-def _enum_payer(value: str) -> str:
-    return _enum(value, PAYER_TYPES)
-
-
 def _date(value: str | None) -> str:
     checked = None if value is None else _checked_date(value)
     if checked is None:
@@ -263,9 +246,10 @@ def _hcpcs(value: str) -> str:
 
 
 def _pos(value: str) -> str:
-    if not POS_SHAPE.fullmatch(value):
+    checked = _checked_pos(value)
+    if checked is None:
         raise _Slow
-    return sys.intern(value)
+    return checked
 
 
 def _modality(value: str) -> str:
@@ -275,19 +259,19 @@ def _modality(value: str) -> str:
     return sys.intern(upper)
 
 
-def _modifiers(value: list[str] | None) -> tuple[str, ...]:
+def _modifiers(value: tuple[str, ...] | None) -> tuple[str, ...]:
     if not value:
         return ()
-    checked = _checked_modifiers(tuple(value))
+    checked = _checked_modifiers(value)
     if checked is None:
         raise _Slow
     return checked
 
 
-def _diagnoses(value: list[str] | None) -> tuple[str, ...]:
+def _diagnoses(value: tuple[str, ...] | None) -> tuple[str, ...]:
     if not value:
         return ()
-    checked = _checked_diagnoses(tuple(value))
+    checked = _checked_diagnoses(value)
     if checked is None:
         raise _Slow
     return checked
@@ -311,6 +295,11 @@ def _checked_date(value: str) -> str | None:
         return sys.intern(value) if date.fromisoformat(value).year >= 1900 else None
     except ValueError:
         return None
+
+
+@lru_cache(maxsize=1024)
+def _checked_pos(value: str) -> str | None:
+    return sys.intern(value) if POS_SHAPE.fullmatch(value) else None
 
 
 @lru_cache(maxsize=4096)
