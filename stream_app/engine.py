@@ -177,12 +177,20 @@ class Engine:
 
     def _next_due(self, patient: PatientState) -> Due | None:
         idle, retain = self.settings.course_idle_days, self.settings.retain_days
-        live = [status for status in patient.courses.values() if not status.pruned]
-        if not live:
-            return None
-        close = [date_ordinal(s.last_seen) + idle for s in live if not s.closed]
-        prune = [date_ordinal(s.prune_after) + retain for s in live if s.closed]
-        return Due(min(close, default=None), min(prune, default=None))
+        close: int | None = None
+        prune: int | None = None
+        live = False
+        for status in patient.courses.values():
+            if status.pruned:
+                continue
+            live = True
+            if status.closed:
+                due = date_ordinal(status.prune_after) + retain
+                prune = due if prune is None or due < prune else prune
+            else:
+                due = date_ordinal(status.last_seen) + idle
+                close = due if close is None or due < close else close
+        return Due(close, prune) if live else None
 
     def _maintain(self, patient_id: str, stream: Scope) -> tuple[list[Transition], Due | None]:
         """Close the patient's idle courses, then drop closed ones far behind."""

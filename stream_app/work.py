@@ -174,9 +174,10 @@ class Work:
     def _count(self, course: CourseState, line: Line, sign: int) -> None:
         """Add (or take back) a line's part in the course facts. A line whose
         code is deleted on its date counts only its fractions and modality."""
-        course.fractions += sign * line.fractions()
         modality = line.delivery_modality()
         if modality is not None:
+            if modality != codes.BRACHY:  # Line.fractions
+                course.fractions += sign * line.units
             left = course.modalities.get(modality, 0) + sign
             if left > 0:
                 course.modalities[modality] = left
@@ -343,7 +344,8 @@ class Work:
             modality = line.delivery_modality()
             if modality is not None:
                 modalities.add(modality)
-                fractions += line.fractions()
+                if modality != codes.BRACHY:  # Line.fractions
+                    fractions += line.units
             entry = table.deleted(line.hcpcs, day_date)
             if entry is not None:
                 deleted.append((line, entry))
