@@ -403,11 +403,20 @@ class Work:
         self, site: str, day_date: str, day: DayState, only: frozenset[str] | None = None
     ) -> dict[LineKey, dict[str, Violation]]:
         current: dict[LineKey, dict[str, Violation]] = {}
-        if day.lines:
+        if not day.lines:
+            return current
+        registry = self.engine.registry
+        # The rules for the day's codes first: no view for a day none applies to.
+        billed = {line.hcpcs for line in day.lines.values()}
+        hidden = {code for code in billed if registry.code_table.deleted(code, day_date)}
+        rules = [
+            declared
+            for declared in registry.for_codes(billed - hidden, bool(hidden))
+            if only is None or declared.spec.rule_id in only
+        ]
+        if rules:
             view = self._day_view(site, day_date, day)
-            for declared in self.engine.registry.for_codes(view.by_code, bool(view.deleted)):
-                if only is not None and declared.spec.rule_id not in only:
-                    continue
+            for declared in rules:
                 self.engine.rule_runs += 1
                 for violation in declared.check(view):
                     line = day.lines[violation.key]
