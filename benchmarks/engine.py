@@ -31,9 +31,10 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -42,11 +43,14 @@ sys.path.insert(0, str(ROOT))
 
 from stream_app import synth  # noqa: E402
 from stream_app.engine import Engine  # noqa: E402
+from stream_app.events import ClaimEvent, Invalid, parse_event  # noqa: E402
 from stream_app.replay import Replay, read_lines, relaxed_gc  # noqa: E402
 from stream_app.store import MemoryStore  # noqa: E402
+from stream_app.synth_claims import as_claims  # noqa: E402
 
 CACHE = ROOT / ".cache" / "bench"
 TARGET_LINES_PER_SECOND = 100_000
+TARGET_CLAIM_LINES_PER_SECOND = 150_000
 TARGET_RSS_MB = 500
 FIXED_TIME = "2026-01-01T00:00:00Z"
 LINES_PER_PATIENT = 90  # at --fractions 42, before --max-lines trims the tail
@@ -69,6 +73,7 @@ class Measured:
     open_at_end: int
     pruned: int
     peak_rss_mb: float
+    carried: int = 0  # claim lines the messages carry (a line message: 1)
 
 
 class TimedReplay(Replay):
@@ -77,6 +82,7 @@ class TimedReplay(Replay):
     def __init__(self, engine: Engine, out: BinaryIO) -> None:
         super().__init__(engine, out, io.StringIO(), fixed_time=FIXED_TIME)
         self.t_parse = self.t_evaluate = self.t_serialize = 0.0
+        self.carried = 0
 
     def feed(self, raw: bytes, number: int) -> None:
         clock = time.perf_counter
@@ -86,6 +92,7 @@ class TimedReplay(Replay):
         self.t_parse += t1 - t0
         if event is None:
             return
+        self.carried += len(event.lines) if isinstance(event, ClaimEvent) else 1
         transitions = self.evaluate(event)
         t2 = clock()
         self.emit(transitions)
@@ -117,7 +124,7 @@ def measure_replay(path: Path) -> Measured:
         serialize=replay.t_serialize, close_eval=t1 - t0, close_serialize=t2 - t1,
         messages=sum(summary.alerts.messages.values()), opened=summary.alerts.messages["open"],
         resolved=summary.alerts.messages["resolved"], open_at_end=len(summary.alerts.open),
-        pruned=replay.engine.pruned_courses, peak_rss_mb=peak_kb / 1024,
+        pruned=replay.engine.pruned_courses, peak_rss_mb=peak_kb / 1024, carried=replay.carried,
     )
 
 
@@ -155,13 +162,36 @@ def stream_file(lines: int, seed: int, reuse: bool) -> tuple[Path, str]:
     )
 
 
+def claims_file(lines_path: Path, reuse: bool) -> Path:
+    """The same lines as claim messages (`generate --format claims`): the
+    valid line messages of the stream through `synth_claims.as_claims`, so
+    professional claims weekly, institutional ones monthly, voids and course
+    ends as line messages between them. Invalid lines are left out."""
+    path = lines_path.with_name(lines_path.stem + "-claims.jsonl")
+    if reuse and path.exists():
+        return path
+
+    def docs() -> Iterator[dict[str, Any]]:
+        with lines_path.open("rb") as stream:
+            for raw in read_lines(stream):
+                if not isinstance(parse_event(raw), Invalid):
+                    yield orjson.loads(raw)
+
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as out:
+        synth.write_lines(out, (orjson.dumps(doc) for doc in as_claims(docs())), batch_size=8192)
+    partial.replace(path)
+    return path
+
+
 def _rate(count: int, seconds: float) -> str:
     if seconds < 1e-3:
         return f"{'-':>12}        "
     return f"{count / seconds:>12,.0f} lines/s"
 
 
-def report(path: Path, origin: str, baseline: tuple[int, float], replay: Measured) -> None:
+def report(path: Path, origin: str, baseline: tuple[int, float], replay: Measured,
+           claims: tuple[Path, Measured] | None) -> None:
     base_lines, base_seconds = baseline
     base_rate = base_lines / base_seconds
     rate = replay.lines / replay.total
@@ -172,6 +202,34 @@ def report(path: Path, origin: str, baseline: tuple[int, float], replay: Measure
           f"{_rate(base_lines, base_seconds)}")
     print(f"replay     {'whole path':<26}{replay.total:8.2f}s {_rate(replay.lines, replay.total)}"
           f"   = {rate / base_rate:.3f} x baseline ({base_rate / rate:,.1f}x slower)")
+    _parts(replay, replay.lines)
+    print(f"events     {replay.events:,} applied, {replay.invalid:,} invalid lines, "
+          f"{replay.pruned:,} courses pruned")
+    _alerts(replay)
+    print(f"peak RSS   {replay.peak_rss_mb:,.0f} MB (replay subprocess)")
+    claim_rate = 0.0
+    if claims is not None:
+        claims_path, on_claims = claims
+        claim_rate = on_claims.carried / on_claims.total
+        print(f"claims     {claims_path.relative_to(ROOT)}: {on_claims.lines:,} messages carrying "
+              f"{on_claims.carried:,} lines, {claims_path.stat().st_size / 1e6:,.0f} MB")
+        print(f"replay     {'claim messages':<26}{on_claims.total:8.2f}s "
+              f"{_rate(on_claims.carried, on_claims.total)}   (lines carried)")
+        _parts(on_claims, on_claims.carried)
+        _alerts(on_claims)
+        print(f"peak RSS   {on_claims.peak_rss_mb:,.0f} MB (claims replay subprocess)")
+    ok_rate = rate >= TARGET_LINES_PER_SECOND
+    ok_rss = replay.peak_rss_mb < TARGET_RSS_MB
+    print(f"targets    >= {TARGET_LINES_PER_SECOND:,} lines/s: {'PASS' if ok_rate else 'FAIL'} "
+          f"({rate:,.0f});  peak RSS < {TARGET_RSS_MB} MB: {'PASS' if ok_rss else 'FAIL'} "
+          f"({replay.peak_rss_mb:,.0f} MB)")
+    if claims is not None:
+        ok_claims = claim_rate >= TARGET_CLAIM_LINES_PER_SECOND
+        print(f"           claims >= {TARGET_CLAIM_LINES_PER_SECOND:,} lines/s: "
+              f"{'PASS' if ok_claims else 'FAIL'} ({claim_rate:,.0f})")
+
+
+def _parts(replay: Measured, lines: int) -> None:
     parts = [
         ("parse", "parse_event", replay.parse),
         ("evaluate", "Engine.apply + prune", replay.evaluate),
@@ -181,20 +239,23 @@ def report(path: Path, origin: str, baseline: tuple[int, float], replay: Measure
     ]
     for name, what, seconds in parts:
         share = 100 * seconds / replay.total
-        print(f"  {name:<10}{what:<24}{seconds:8.2f}s {_rate(replay.lines, seconds)}"
+        print(f"  {name:<10}{what:<24}{seconds:8.2f}s {_rate(lines, seconds)}"
               f"  {share:5.1f}%")
     other = replay.total - sum(seconds for *_, seconds in parts)
     print(f"  {'other':<10}{'reading, loop':<24}{other:8.2f}s")
-    print(f"events     {replay.events:,} applied, {replay.invalid:,} invalid lines, "
-          f"{replay.pruned:,} courses pruned")
+
+
+def _alerts(replay: Measured) -> None:
     print(f"alerts     {replay.messages:,} messages (open {replay.opened:,}, resolved "
           f"{replay.resolved:,}); {replay.open_at_end:,} open at the end")
-    print(f"peak RSS   {replay.peak_rss_mb:,.0f} MB (replay subprocess)")
-    ok_rate = rate >= TARGET_LINES_PER_SECOND
-    ok_rss = replay.peak_rss_mb < TARGET_RSS_MB
-    print(f"targets    >= {TARGET_LINES_PER_SECOND:,} lines/s: {'PASS' if ok_rate else 'FAIL'} "
-          f"({rate:,.0f});  peak RSS < {TARGET_RSS_MB} MB: {'PASS' if ok_rss else 'FAIL'} "
-          f"({replay.peak_rss_mb:,.0f} MB)")
+
+
+def _measure_in_child(path: Path) -> Measured:
+    child = subprocess.run(
+        [sys.executable, __file__, "--measure-replay", str(path)],
+        check=True, stdout=subprocess.PIPE, text=True,
+    )
+    return Measured(**json.loads(child.stdout.strip().splitlines()[-1]))
 
 
 def profile(path: Path, top: int) -> None:
@@ -216,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="then profile the replay under cProfile (slow) and print hotspots")
     parser.add_argument("--top", type=int, default=25, help="hotspots to print (--profile)")
+    parser.add_argument("--no-claims", action="store_true",
+                        help="skip the replay of the same lines as claim messages")
     parser.add_argument("--measure-replay", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure_replay:  # the child: one measurement, JSON on stdout
@@ -226,12 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stream ready ({origin}); baseline ...", file=sys.stderr, flush=True)
     baseline = measure_baseline(path)
     print("replay (subprocess) ...", file=sys.stderr, flush=True)
-    child = subprocess.run(
-        [sys.executable, __file__, "--measure-replay", str(path)],
-        check=True, stdout=subprocess.PIPE, text=True,
-    )
-    replay = Measured(**json.loads(child.stdout.strip().splitlines()[-1]))
-    report(path, origin, baseline, replay)
+    replay = _measure_in_child(path)
+    claims = None
+    if not args.no_claims:
+        print("claim messages of the same lines ...", file=sys.stderr, flush=True)
+        claims_path = claims_file(path, args.reuse)
+        print("replay of the claims (subprocess) ...", file=sys.stderr, flush=True)
+        claims = (claims_path, _measure_in_child(claims_path))
+    report(path, origin, baseline, replay, claims)
     if args.profile:
         print(f"\ncProfile of the replay path ({args.top} hotspots):", flush=True)
         profile(path, args.top)

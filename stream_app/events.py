@@ -6,99 +6,70 @@ which field is wrong and why. Unknown extra fields are ignored.
 
 from __future__ import annotations
 
-import re
 import sys
-from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
 from . import codes
-from .model import Line
-
-MAX_EVENT_BYTES: Final = 1024 * 1024
-CLAIM_TYPES: Final = frozenset({"professional", "institutional"})
-PAYER_TYPES: Final = frozenset({"medicare", "medicaid", "commercial", "other"})
-ACTIONS: Final = frozenset({"upsert", "void"})
-KINDS: Final = frozenset({"claim_line", "course_end", "claim"})
-FREQUENCIES: Final = frozenset({"original", "replacement", "void"})
-MAX_CLAIM_LINES: Final = 999
-# Claim-level values that each line of a claim message takes unless it gives
-# its own (SPEC 1.1).
-CLAIM_LEVEL_FIELDS: Final = (
-    "claim_type",
-    "place_of_service",
-    "payer_id",
-    "payer_type",
-    "diagnosis_codes",
-    "course_id",
-    "site",
-    "modality",
-    "received_at",
+from .event_types import (
+    ACTIONS,
+    CLAIM_LEVEL_FIELDS,
+    CLAIM_TYPES,
+    FREQUENCIES,
+    KINDS,
+    MAX_CLAIM_LINES,
+    MAX_EVENT_BYTES,
+    PAYER_TYPES,
+    SCHEMA_VERSIONS,
+    ClaimEvent,
+    ClaimLineEvent,
+    CourseEndEvent,
+    Event,
+    Invalid,
+    event_date,
+    event_patient,
 )
-SCHEMA_VERSIONS: Final = frozenset({1})
+from .event_types import (
+    DATE_SHAPE as _DATE_SHAPE,
+)
+from .event_types import (
+    DX_SHAPE as _DX_SHAPE,
+)
+from .event_types import (
+    HCPCS_SHAPE as _HCPCS_SHAPE,
+)
+from .event_types import (
+    MODIFIER_SHAPE as _MODIFIER_SHAPE,
+)
+from .event_types import (
+    POS_SHAPE as _POS_SHAPE,
+)
+from .model import Line
+from .schema import decode_fast
 
-_DATE_SHAPE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_HCPCS_SHAPE: Final = re.compile(r"[0-9A-Z]{5}")
-_MODIFIER_SHAPE: Final = re.compile(r"[0-9A-Z]{2}")
-_POS_SHAPE: Final = re.compile(r"[0-9]{2}")
-_DX_SHAPE: Final = re.compile(r"[A-Z][0-9A-Z]{2,6}")
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimLineEvent:
-    line: Line
-    action: str  # "upsert" | "void"
-    received_at: str | None = None  # intake time, for lag metrics; not state
-
-
-@dataclass(frozen=True, slots=True)
-class CourseEndEvent:
-    patient_id: str
-    course_id: str
-    site: str
-    date: str
-    received_at: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimEvent:
-    """A whole claim (SPEC 1.1): its lines are applied together."""
-
-    patient_id: str
-    claim_id: str
-    frequency: str  # "original" | "replacement" | "void"
-    lines: tuple[Line, ...]  # by line number; empty only for a void
-    received_at: str | None = None
-
-    @property
-    def date(self) -> str:
-        """The claim's event time: its latest date of service ("" for a bare void)."""
-        return max((line.date_of_service for line in self.lines), default="")
-
-
-@dataclass(frozen=True, slots=True)
-class Invalid:
-    reason: str  # a short fixed category, fit for a metric label
-    detail: str  # which field and why, for people
-
-
-Event = ClaimLineEvent | CourseEndEvent | ClaimEvent
-
-
-def event_date(event: Event) -> str:
-    """The event's own event time: its date of service, or the course's end."""
-    if isinstance(event, CourseEndEvent | ClaimEvent):
-        return event.date
-    return event.line.date_of_service
-
-
-def event_patient(event: Event) -> str:
-    if isinstance(event, CourseEndEvent | ClaimEvent):
-        return event.patient_id
-    return event.line.patient_id
+__all__ = [
+    "ACTIONS",
+    "CLAIM_LEVEL_FIELDS",
+    "CLAIM_TYPES",
+    "FREQUENCIES",
+    "KINDS",
+    "MAX_CLAIM_LINES",
+    "MAX_EVENT_BYTES",
+    "PAYER_TYPES",
+    "SCHEMA_VERSIONS",
+    "ClaimEvent",
+    "ClaimLineEvent",
+    "CourseEndEvent",
+    "Event",
+    "Invalid",
+    "event_date",
+    "event_patient",
+    "parse_event",
+    "validate",
+]
 
 
 class _Reject(Exception):
@@ -109,10 +80,17 @@ class _Reject(Exception):
 
 
 def parse_event(raw: bytes | bytearray | memoryview | str) -> Event | Invalid:
-    """Decode and validate one message; never raises."""
+    """Decode and validate one message; never raises. A well-formed message
+    takes the typed schemas of `schema`; anything else the validators below,
+    which say which field is wrong and why."""
+    if len(raw) > MAX_EVENT_BYTES:
+        return Invalid("too_large", f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+    return decode_fast(raw) or validate(raw)
+
+
+def validate(raw: bytes | bytearray | memoryview | str) -> Event | Invalid:
+    """The field-by-field validators alone (no size check); never raises."""
     try:
-        if len(raw) > MAX_EVENT_BYTES:
-            raise _Reject("too_large", f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -12,14 +12,18 @@ from datetime import date
 from functools import lru_cache
 from typing import NamedTuple
 
+import msgspec
+
 from . import codes
 
 LineKey = tuple[str, int]  # (claim_id, line_number) within one patient
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One billed claim line, as the latest upsert for its identity says."""
+class Line(msgspec.Struct, frozen=True, gc=False):
+    """One billed claim line, as the latest upsert for its identity says.
+
+    A frozen msgspec Struct: cheap to build and compare, and left out of the
+    cyclic garbage collector (it holds only strings, ints and tuples)."""
 
     patient_id: str
     course_id: str

@@ -3,11 +3,10 @@ IGRT or a verification simulation on the same day, and not for every modality.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from math import ceil
+from collections.abc import Iterable, Iterator
 
 from .. import codes
-from ..model import Line
+from ..model import Line, LineKey
 from . import citations
 from .base import (
     FINAL,
@@ -86,12 +85,11 @@ def port_image_frequency(day: DayView) -> Iterator[Violation]:
         by_course.setdefault(line.course_id, []).append(line)
     for course_id, lines_today in by_course.items():
         course = day.course(course_id)
-        total = sum(units for *_, units in course.port_lines)
-        per = codes.FRACTIONS_PER_PORT_IMAGE
-        allowed = course.fractions // per if course.closed else ceil(course.fractions / per)
-        if total <= allowed:
+        excess = frequency_excess(course.port_lines, course.fractions, course.closed)
+        if not excess:
             continue
-        excess = latest_excess([((c, n), u) for _, c, n, u in course.port_lines], total - allowed)
+        total = sum(units for *_, units in course.port_lines)
+        allowed = allowance(course.fractions, course.closed)
         for line in lines_today:
             if line.key not in excess:
                 continue
@@ -110,6 +108,28 @@ def port_image_frequency(day: DayView) -> Iterator[Violation]:
                 excess[line.key],
                 evidence,
             )
+
+
+def allowance(fractions: int, closed: bool) -> int:
+    """Port-image units a course of `fractions` allows: rounded down once the
+    course is closed, up while later fractions may still come."""
+    per = codes.FRACTIONS_PER_PORT_IMAGE
+    return fractions // per if closed else -(-fractions // per)
+
+
+def frequency_excess(
+    port_lines: Iterable[tuple[str, str, int, int]], fractions: int, closed: bool
+) -> dict[LineKey, int]:
+    """The port-image units beyond the course's allowance, by line (the
+    latest lines in SPEC order hold them); `port_lines` are (date, claim,
+    line, units). The engine uses it too, to re-check only the lines whose
+    outcome can change."""
+    held = sorted(port_lines)
+    total = sum(units for *_, units in held)
+    allowed = allowance(fractions, closed)
+    if total <= allowed:
+        return {}
+    return latest_excess([((c, n), u) for _, c, n, u in held], total - allowed)
 
 
 def _port_images_with(
