@@ -216,9 +216,8 @@ def _kafka_settings(command: str) -> WorkerSettings | None:
 
 def _kafka_client(args: argparse.Namespace) -> int:
     """publish and alerts: exit 2 on a bad file or setting, 3 when Kafka fails."""
-    import asyncio
 
-    from .kafkaio import BrokerError
+    from .kafkaio import BrokerError, run_interruptible
 
     settings = _kafka_settings(args.command)
     if settings is None:
@@ -231,7 +230,7 @@ def _kafka_client(args: argparse.Namespace) -> int:
                 print("stream-app publish: interrupted", file=sys.stderr)
                 return 130
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_alerts(args, settings))
+            run_interruptible(_alerts(args, settings))
         return 0
     except BrokerError as exc:
         print(f"stream-app {args.command}: {exc}", file=sys.stderr)
@@ -239,15 +238,14 @@ def _kafka_client(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace, settings: WorkerSettings) -> int:
-    import asyncio
 
-    from .kafkaio import publish
+    from .kafkaio import publish, run_interruptible
     from .replay import open_input, read_lines
 
     try:
         stream = open_input(args.path)
         with stream:
-            sent = asyncio.run(
+            sent = run_interruptible(
                 publish(
                     settings,
                     read_lines(stream),

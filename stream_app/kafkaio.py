@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -16,6 +17,8 @@ from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSas
 
 from .settings import WorkerSettings
 from .topics import _LoggedErrors, admin_kwargs
+
+T = TypeVar("T")
 
 # How long `publish` and `follow_alerts` try to reach the broker (and `publish`
 # waits for a topic's metadata or a send's acknowledgement) before they raise
@@ -48,6 +51,49 @@ def _client_kwargs(settings: WorkerSettings) -> dict[str, Any]:
     kwargs = admin_kwargs(settings)
     kwargs.pop("request_timeout_ms", None)
     return kwargs
+
+
+RECANCEL_SECONDS = 1.0
+
+
+def run_interruptible(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, where Ctrl-C (SIGINT) always ends the run with
+    KeyboardInterrupt.
+
+    asyncio.run cancels the main task once. Python 3.11's asyncio.wait_for,
+    which aiokafka awaits its connection with, loses that cancellation when
+    it lands just as the connection is made (gh-86296, fixed in 3.12): the
+    client then waited out its 15 s timeout and reported Kafka unreachable.
+    The cancellation is repeated every second until the task ends."""
+    interrupted = False
+
+    async def run() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def cancel() -> None:
+            if not task.done():
+                task.cancel()
+                loop.call_later(RECANCEL_SECONDS, cancel)
+
+        def on_sigint() -> None:
+            nonlocal interrupted
+            interrupted = True
+            cancel()
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        try:
+            return await main
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        return asyncio.run(run())
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
 
 
 async def _start(

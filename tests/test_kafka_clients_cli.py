@@ -141,3 +141,25 @@ def test_ctrl_c_while_connecting_says_so_in_one_line(args: list[str], code: int,
             process.kill()
     assert process.returncode == code, err
     assert err.strip().splitlines() == [line]
+
+
+def test_ctrl_c_ends_the_run_even_when_a_cancellation_is_lost() -> None:
+    """Python 3.11's asyncio.wait_for loses a cancellation that lands as the
+    awaited call completes (aiokafka's connect): asyncio.run alone then ran on
+    until the client's 15 s timeout (a CI failure of the test above)."""
+    import asyncio
+    import contextlib
+    import time
+
+    from stream_app.kafkaio import run_interruptible
+
+    async def loses_the_first_cancellation() -> None:
+        asyncio.get_running_loop().call_later(0.1, os.kill, os.getpid(), signal.SIGINT)
+        with contextlib.suppress(asyncio.CancelledError):  # lost
+            await asyncio.sleep(30)
+        await asyncio.sleep(30)
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_interruptible(loses_the_first_cancellation())
+    assert time.monotonic() - started < 10
