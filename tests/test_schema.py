@@ -10,7 +10,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_app.events import Invalid, validate
+from stream_app.events import CLAIM_LEVEL_FIELDS, Invalid, validate
 from stream_app.schema import decode_fast
 
 SETTINGS = settings(
@@ -39,17 +39,6 @@ LINE: dict[str, Any] = {
     "modality": "IMRT",
     "received_at": "2024-03-05T10:00:00Z",
 }
-CLAIM_LEVEL = [
-    "claim_type",
-    "place_of_service",
-    "payer_id",
-    "payer_type",
-    "diagnosis_codes",
-    "course_id",
-    "site",
-    "modality",
-    "received_at",
-]
 # Values that are wrong for some field, right for others, or odd.
 ODD = st.sampled_from(
     [
@@ -122,7 +111,7 @@ def line_doc(draw: st.DrawFn) -> dict[str, Any]:
 @st.composite
 def claim_doc(draw: st.DrawFn) -> dict[str, Any]:
     doc: dict[str, Any] = {"kind": "claim", "patient_id": "P1", "claim_id": "CLM-1"}
-    for name in draw(st.lists(st.sampled_from(CLAIM_LEVEL), max_size=2)):
+    for name in draw(st.lists(st.sampled_from(CLAIM_LEVEL_FIELDS), max_size=2)):
         doc[name] = LINE[name] if draw(st.booleans()) else draw(ODD)
     if draw(st.booleans()):
         doc["frequency"] = draw(st.sampled_from(["original", "replacement", "void", None, "x"]))
