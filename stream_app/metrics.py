@@ -71,6 +71,13 @@ BATCH_TABLE_WRITES = Counter(
     "stream_app_batch_table_writes_total",
     "Table writes applied at the end of batches (one per changed key per batch)",
 )
+ROUTES = ("direct", "rekeyed")
+ROUTED = Counter(
+    "stream_app_routed_total",
+    "Valid input messages: evaluated on their own partition (direct) or forwarded "
+    "to the re-key topic because they were not on their patient's partition (rekeyed)",
+    ["route"],
+)
 INTAKE_LAG_SECONDS = Histogram(
     "stream_app_intake_to_alert_seconds",
     "From received_at to alert emitted",
@@ -126,6 +133,7 @@ STALL_HEALS = Counter(
 LINES_BY_OUTCOME = {outcome: LINES.labels(outcome) for outcome in LINE_OUTCOMES}
 for _reason in DEAD_LETTER_REASONS:
     DEAD_LETTERS.labels(_reason)
+ROUTED_BY = {route: ROUTED.labels(route) for route in ROUTES}
 for _kind in TOPIC_KINDS:
     STALLS.labels(_kind)
 for _action in STALL_HEAL_ACTIONS:

@@ -120,3 +120,19 @@ async def ensure_topics(settings: WorkerSettings, timeout: float = 30.0) -> list
         raise TopicSetupError(f"cannot create topics: {type(exc).__name__}: {exc}") from None
     finally:
         await admin.close()
+
+
+async def partition_count(settings: WorkerSettings, topic: str, timeout: float = 30.0) -> int:
+    """How many partitions `topic` has (0 if it cannot be told)."""
+    admin = AIOKafkaAdminClient(**admin_kwargs(settings))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        described = await asyncio.wait_for(admin.describe_topics([topic]), timeout)
+    except (TimeoutError, KafkaError, OSError):
+        return 0
+    finally:
+        await admin.close()
+    for found in described:
+        if found.get("topic") == topic and not found.get("error_code"):
+            return len(found.get("partitions") or ())
+    return 0

@@ -64,13 +64,19 @@ def rocksdb_options(settings: WorkerSettings) -> dict[str, int]:
     }
 
 
-def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
+def build_app(
+    settings: WorkerSettings, profiles: ProfileBook, *, direct: bool = True
+) -> faust.App:
+    """The worker. With `direct` (the input topic has the worker's partition
+    count, so its partition p holds the patients of table partition p) a
+    message on its patient's partition is evaluated straight from the input
+    topic; any other message takes one trip through the re-key topic."""
     app = new_app(settings)
     faust_metrics.install(app)
 
-    def raw_topic(name: str, **extra: Any) -> Any:
+    def raw_topic(*names: str, **extra: Any) -> Any:
         return app.topic(
-            name,
+            *names,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -90,8 +96,9 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
             options=rocksdb_options(settings),
         )
 
-    input_topic = raw_topic(settings.input_topic)
     by_patient = raw_topic(repartition_topic(settings))
+    # One agent reads both (see evaluation).
+    both = raw_topic(settings.input_topic, repartition_topic(settings))
     store = FaustStore(
         patients=raw_table("patients"),
         courses=raw_table("courses"),
@@ -113,14 +120,14 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
         raw_topic(settings.dlq_topic),
         exactly_once=settings.processing_guarantee == "exactly_once",
     )
-    routing = Routing(app, settings, by_patient, output)
-    evaluation = Evaluation(app, settings, store, engine, output)
+    routing = Routing(app, settings, by_patient, output, direct=direct)
+    evaluation = Evaluation(app, settings, store, engine, output, routing)
     install_state_gauges(app, store, engine)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _on_partitions_assigned(sender: Any, assigned: Any, **_: Any) -> None:
         routing.on_assigned(assigned)
-        ours = [tp for tp in assigned if tp.topic == by_patient.get_topic_name()]
+        ours = [tp for tp in assigned if tp.topic in both.topics]
         if ours:
             await evaluation.on_assigned(ours)
 
@@ -132,8 +139,8 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook) -> faust.App:
     checks.install_pages()
     checks.install_check()
     checks.quiet_startup()
-    routing.install(input_topic)
-    evaluation.install(by_patient)
+    routing.install()
+    evaluation.install(both)
     return app
 
 

@@ -1,6 +1,9 @@
-"""Evaluation: each re-keyed event (or batch of them) is applied by the
-engine against the tables, under the low watermark of its partition, and
-its alert transitions are sent. Ticks carry event-time reports only."""
+"""Evaluation: one agent reads the input and re-key topics. Each input
+message is routed (see routing): evaluated here if it is on its patient's
+partition, else forwarded. Each event to evaluate (or batch of them) is
+applied by the engine against the tables, under the low watermark of its
+partition, and its alert transitions are sent. Ticks carry event-time
+reports only."""
 
 from __future__ import annotations
 
@@ -15,12 +18,12 @@ import faust
 from .. import metrics
 from ..engine import Engine
 from ..event_time import LowWatermark, Report
-from ..events import Invalid, parse_event
+from ..events import Event, Invalid, parse_event
 from ..faust_store import FaustStore
 from ..settings import WorkerSettings
 from .batching import as_current, as_current_of, commit_between_batches, keep_unacknowledged
 from .output import Output
-from .routing import patient_partition
+from .routing import Routing, patient_partition
 from .trace import trace, trace_offsets
 
 log = logging.getLogger("stream_app.worker")
@@ -48,8 +51,10 @@ class Evaluation:
         store: FaustStore,
         engine: Engine,
         output: Output,
+        routing: Routing,
     ) -> None:
         self.app = app
+        self.routing = routing
         self.settings = settings
         self.store = store
         self.engine = engine
@@ -69,10 +74,11 @@ class Evaluation:
         # events; commits wait for it (see commit_between_batches).
         self.batch_lock = asyncio.Lock()
 
-    def install(self, by_patient: Any) -> None:
+    def install(self, both: Any) -> None:
+        """`both`: the input and re-key topics, as one channel."""
         evaluation, settings = self, self.settings
 
-        @self.app.agent(by_patient)
+        @self.app.agent(both)
         async def evaluate(stream: Any) -> None:
             consumer = evaluation.app.consumer
             commit_between_batches(consumer, evaluation.batch_lock)
@@ -82,7 +88,7 @@ class Evaluation:
                 # One event at a time, table writes at once: Faust
                 # acknowledges an event when the next one is taken.
                 async for event in stream.events():
-                    await evaluation.evaluate_one(event)
+                    await evaluation.take(event)
                 return
             evaluation.store.hold_writes()
             async for events in stream.take_events(settings.batch_max, settings.batch_seconds):
@@ -98,8 +104,9 @@ class Evaluation:
                     asyncio.get_running_loop().call_soon(evaluation.batch_lock.release)
 
     async def on_assigned(self, ours: list[Any]) -> None:
-        """Our re-key partitions were (re)assigned: relearn their event time
-        and idle index, and note how far they may have been processed."""
+        """Our input and re-key partitions were (re)assigned: relearn their
+        event time and idle index, and note how far they may have been
+        processed."""
         self.adopt_pending.update(tp.partition for tp in ours)
         try:
             highwaters = await self.app.consumer.highwaters(*ours)
@@ -115,21 +122,21 @@ class Evaluation:
             last_of_partition[partition] = event
             self.store.partition = partition
             with as_current(event):
-                await self.evaluate_one(event)
+                await self.take(event)
         written = self.store.flush(partial(as_current_of, last_of_partition))
         metrics.BATCHES.inc()
         metrics.BATCH_TABLE_WRITES.inc(written)
 
-    async def evaluate_one(self, event: Any) -> None:
-        message, engine = event.message, self.engine
-        if message.partition in self.adopt_pending:
-            self.adopt_pending.discard(message.partition)
-            self.event_times.pop(message.partition, None)
-            self.adopt(message.partition)
-        clock = self.event_time(message.partition, message.headers)
-        watermark, settled, latest = clock.low, clock.settled, clock.latest
+    async def take(self, event: Any) -> None:
+        message = event.message
+        if message.topic == self.settings.input_topic:
+            routed = await self.routing.route(event)
+            if routed is not None:
+                await self.evaluate(event, routed, None)
+            return
         if header(message.headers, "tick") is not None:
-            ticked = engine.tick(message.partition, watermark, settled, latest)
+            clock = self.clock_of(message.partition, message.headers)
+            ticked = self.engine.tick(message.partition, clock.low, clock.settled, clock.latest)
             if trace.isEnabledFor(logging.DEBUG):
                 trace.debug("tick %d@%d %d", message.partition, message.offset, len(ticked))
             await self.output.send_alerts(message.tp, ticked, None)
@@ -139,6 +146,21 @@ class Evaluation:
         if isinstance(parsed, Invalid):  # only if someone writes to our internal topic
             await self.output.dead_letter(message.tp, event.key, raw, parsed, "internal")
             return
+        await self.evaluate(event, parsed, message.headers)
+
+    def clock_of(self, partition: int, headers: Any) -> LowWatermark:
+        if partition in self.adopt_pending:
+            self.adopt_pending.discard(partition)
+            self.event_times.pop(partition, None)
+            self.adopt(partition)
+        return self.event_time(partition, headers)
+
+    async def evaluate(self, event: Any, parsed: Event, headers: Any) -> None:
+        """Apply `parsed`, read from `event` (`headers`: its re-key headers,
+        None for a message evaluated straight from the input topic)."""
+        message, engine = event.message, self.engine
+        clock = self.clock_of(message.partition, headers)
+        watermark, settled, latest = clock.low, clock.settled, clock.latest
         started = time.perf_counter()
         try:
             result = engine.apply(parsed, message.partition, watermark, settled, latest)
@@ -159,7 +181,7 @@ class Evaluation:
             await self.output.dead_letter(
                 message.tp,
                 event.key,
-                raw,
+                bytes(event.value) if event.value is not None else b"",
                 Invalid("engine_error", type(exc).__name__),
                 "engine",
             )
@@ -187,8 +209,11 @@ class Evaluation:
         low = self.event_times.get(partition)
         if low is None:
             low = self.event_times[partition] = LowWatermark(self.settings.partitions)
+        own = self.routing.own_report(partition)
+        if own is not None:
+            low.update(partition, own)
         source = header(headers, "src")
-        if source is not None:
+        if source is not None and not (own is not None and int(source) == partition):
             report = Report(header(headers, "wm") or "", header(headers, "idle") == "1")
             low.update(int(source), report)
         return low

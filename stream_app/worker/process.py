@@ -16,7 +16,7 @@ from .. import health
 from ..profiles import ProfileBook, ProfileError
 from ..rules import load_registry
 from ..settings import WorkerSettings
-from ..topics import TopicSetupError, ensure_topics
+from ..topics import TopicSetupError, ensure_topics, partition_count
 from .app import build_app
 from .trace import trace
 
@@ -55,10 +55,20 @@ def run_worker() -> int:
     except TopicSetupError as exc:
         print(f"stream-app worker: {exc}", file=sys.stderr)
         return 3
+    input_partitions = asyncio.run(partition_count(settings, settings.input_topic))
+    direct = input_partitions == settings.partitions
+    if not direct:
+        log.warning(
+            "input topic %s has %d partitions, not STREAM_APP_PARTITIONS=%d: every message "
+            "takes the re-key topic",
+            settings.input_topic,
+            input_partitions,
+            settings.partitions,
+        )
     from .. import kafka_backoff
 
     kafka_backoff.install()  # no busy loop while the broker is down
-    app = build_app(settings, profiles)
+    app = build_app(settings, profiles, direct=direct)
     tables_dir = Path(app.conf.tabledir)
     if settings.processing_guarantee == "exactly_once" and settings.store.startswith("rocksdb"):
         drop_tables_after_crash(tables_dir)

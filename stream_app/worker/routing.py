@@ -1,8 +1,11 @@
-"""Ingest and re-key: every valid input event goes to its patient's
-partition of the re-key topic, with its source partition's event-time report
-in its headers; invalid ones go to the dead-letter topic. Reports also go out
-on their own every half second, so that each re-keyed partition's low
-watermark moves when no patient of its own shows up."""
+"""Routing of input messages. Intake keys messages by patient, so with the
+input topic partitioned as the tables are, a message normally sits on its
+patient's partition already and is evaluated where it is (direct). Any
+other valid message is forwarded once to its patient's partition of the
+re-key topic, with its source partition's event-time report in its headers;
+invalid ones go to the dead-letter topic. Reports also go out on their own
+every half second, so that each re-keyed partition's low watermark moves
+when no patient of its own shows up."""
 
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 
+from .. import metrics
 from ..event_time import Report, SourceClocks
-from ..events import ClaimLineEvent, Invalid, parse_event
+from ..events import Event, Invalid, event_date, event_patient, parse_event
 from ..settings import WorkerSettings
 from .output import Output
 from .trace import trace
@@ -38,26 +42,30 @@ def report_headers(source: int, report: Report) -> list[tuple[str, bytes]]:
 
 
 class Routing:
+    """`direct`: the input topic has the tables' partition count, so Faust
+    assigns its partition p with table partition p (they are co-partitioned)
+    and a message whose patient hashes to p can be evaluated as it is read."""
+
     def __init__(
-        self, app: faust.App, settings: WorkerSettings, by_patient: Any, output: Output
+        self,
+        app: faust.App,
+        settings: WorkerSettings,
+        by_patient: Any,
+        output: Output,
+        *,
+        direct: bool = True,
     ) -> None:
         self.app = app
         self.settings = settings
         self.by_patient = by_patient
         self.output = output
+        self.direct = direct
         self.clocks = SourceClocks(settings.partitions)
         self.forwarded_offsets: dict[int, int] = {}  # input partition -> last offset handled
 
-    def install(self, input_topic: Any) -> None:
-        forward = self.forward
-
-        @self.app.agent(input_topic)
-        async def ingest(stream: Any) -> None:
-            # One event at a time: Faust acknowledges an event once the next one
-            # is taken, so nothing is committed before it has been forwarded.
-            async for event in stream.events():
-                await forward(event)
-
+    def install(self) -> None:
+        """The event-time reports' loop (input messages are read by the
+        evaluation agent, which calls `route`)."""
         report_loop = self._report_event_time_every_half_second
 
         async def _report_event_time() -> None:  # app.task passes the app to a method
@@ -76,7 +84,15 @@ class Routing:
                 del self.forwarded_offsets[source]
         self.clocks.forget_told()
 
-    async def forward(self, event: Any) -> None:
+    def own_report(self, partition: int) -> Report | None:
+        """With direct routing, the latest report of input partition
+        `partition` holds for table partition `partition`: everything of the
+        source that belongs there was evaluated as it was read."""
+        return self.clocks.reports.get(partition) if self.direct else None
+
+    async def route(self, event: Any) -> Event | None:
+        """An input message: returned parsed if it is to be evaluated here and
+        now (on its patient's partition), else forwarded there or dead-lettered."""
         raw = bytes(event.value) if event.value is not None else b""
         parsed = parse_event(raw)
         message = event.message
@@ -84,17 +100,17 @@ class Routing:
         if isinstance(parsed, Invalid):
             source = f"{message.topic}:{message.partition}:{message.offset}"
             await self.output.dead_letter(message.tp, event.key, raw, parsed, source)
-            return
-        if isinstance(parsed, ClaimLineEvent):
-            patient_id, event_date = parsed.line.patient_id, parsed.line.date_of_service
-        else:
-            patient_id, event_date = parsed.patient_id, parsed.date
+            return None
         clocks = self.clocks
-        clocks.observe(message.partition, event_date)
+        clocks.observe(message.partition, event_date(parsed))
+        key = event_patient(parsed).encode()
+        target = patient_partition(key, self.settings.partitions)
+        if self.direct and target == message.partition:
+            metrics.ROUTED_BY["direct"].inc()
+            return parsed
+        metrics.ROUTED_BY["rekeyed"].inc()
         report = clocks.reports[message.partition]
         generation = clocks.generation
-        key = patient_id.encode()
-        target = patient_partition(key, self.settings.partitions)
         await self.output.send_for(
             message.tp,
             self.by_patient,
@@ -106,6 +122,7 @@ class Routing:
         clocks.told(message.partition, target, report, generation)
         if trace.isEnabledFor(logging.DEBUG):
             trace.debug("fwd %d@%d -> %d", message.partition, message.offset, target)
+        return None
 
     async def report_event_time(self) -> None:
         """Every re-keyed partition hears every source's report, so its low

@@ -23,7 +23,7 @@ from stream_app.synth import Synth, generate_lines
 
 RULE_IDS = load_registry().ids
 ALLOWED_LABELS = {
-    "outcome", "reason", "rule_id", "status", "finality", "topic_kind", "action"
+    "outcome", "reason", "rule_id", "status", "finality", "topic_kind", "action", "route"
 }
 
 

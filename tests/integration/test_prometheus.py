@@ -64,6 +64,7 @@ LABEL_VALUES = {
     "finality": set(metrics.FINALITIES),
     "topic_kind": set(metrics.TOPIC_KINDS),
     "action": set(metrics.STALL_HEAL_ACTIONS),
+    "route": set(metrics.ROUTES),
 }
 INVALID = [b"not json", b"[]", b'{"claim_id": 7}', b'{"kind": "nonsense"}']
 

@@ -37,10 +37,16 @@ def generated_claims(patients: int, seed: int) -> list[bytes]:
     return list(generate_lines(synth, claims=True))
 
 
+def routed(metrics_text: str) -> dict[str, float]:
+    found = re.findall(r'^stream_app_routed_total\{route="(\w+)"\} (\S+)$', metrics_text, re.M)
+    return {route: float(value) for route, value in found}
+
+
 @pytest.mark.parametrize("keys", ["patient", "claim", "mixed"])
 def test_claims_and_lines_keyed_any_way_match_replay(deployment: Deployment, keys: str) -> None:
-    """Claim and line messages (SPEC 1.1) keyed by patient, by claim, or a
-    topic with both give the same alerts as replay. Each patient's messages
+    """Claim and line messages (SPEC 1.1) keyed by patient are evaluated on
+    their own partition; keyed by claim they take the re-key topic; a topic
+    with both gives the same alerts as replay too. Each patient's messages
     share one key kind, so the versions of a line keep their order."""
     lines = generated_claims(patients=150, seed=41) + generated(patients=60, seed=43)
     by_claim = {
@@ -57,8 +63,16 @@ def test_claims_and_lines_keyed_any_way_match_replay(deployment: Deployment, key
         )
         deployment.wait_caught_up()
         assert_same_as_replay(deployment, lines)
+        counts = routed(fetch_metrics(worker))
     finally:
         assert worker.stop() == 0, worker.tail()
+    assert sum(counts.values()) == len(lines)
+    if keys == "patient":
+        assert counts["rekeyed"] == 0
+    else:
+        assert counts["rekeyed"] > 0
+    if keys != "claim":
+        assert counts["direct"] > 0
     # A healthy worker's log reads healthy (issue 14): no event-time timer
     # overlaps (the report runs in a loop) and no group-coordinator errors at
     # start-up (INFO until the worker is first ready).
