@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import faust
+import mode.loop
 
 from .. import health
 from ..profiles import ProfileBook, ProfileError
@@ -44,6 +45,7 @@ def run_worker() -> int:
         return 2
     if settings.trace:
         trace.setLevel(logging.DEBUG)
+    mode.loop.use(settings.loop)  # as Faust's `worker --loop` does
     registry = load_registry()
     try:
         profiles = ProfileBook.load_or_default(settings.payer_profiles, registry.ids)
