@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -141,7 +141,8 @@ for _action in STALL_HEAL_ACTIONS:
 
 
 class StateGauges:
-    """Recounts open alerts, courses and days from the `days` and `courses` tables.
+    """Recounts open alerts, courses and days from the day and course records
+    of the state table (FaustStore.records).
 
     A Faust table iterates only the partitions this worker is active for, so
     the sum over the workers of a group is the whole state. A recount reads
@@ -185,8 +186,8 @@ class StateGauges:
 
     async def refresh(
         self,
-        days: Mapping[bytes, bytes | None],
-        courses: Mapping[bytes, bytes | None],
+        days: Iterable[bytes | None],
+        courses: Iterable[object],
         *,
         generation: int = 0,
         interrupted: Callable[[], bool] = lambda: False,
@@ -225,13 +226,13 @@ class StateGauges:
 
     async def _count(
         self,
-        days: Mapping[bytes, bytes | None],
-        courses: Mapping[bytes, bytes | None],
+        days: Iterable[bytes | None],
+        courses: Iterable[object],
         interrupted: Callable[[], bool],
     ) -> tuple[Tally[str], int, int] | None:
         open_alerts: Tally[str] = Tally()
         n_days = 0
-        for n_rows, raw in enumerate(days.values(), 1):
+        for n_rows, raw in enumerate(days, 1):
             if raw:
                 n_days += 1
                 for memos in codec.decode_day(raw).memos.values():

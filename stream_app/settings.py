@@ -58,7 +58,7 @@ class WorkerSettings(BaseSettings):
     trace: bool = False
     # The event loop ("aio" is asyncio's own; benchmarks/README.md compares).
     loop: Literal["aio", "uvloop"] = "aio"
-    # Faust opens one RocksDB per table and partition (4 x 8 here), each with
+    # Faust opens one RocksDB per table and partition (1 x 8 here), each with
     # its own write buffers and block cache; its defaults (3 x 64 MiB buffers,
     # a 2 GiB cache) let RSS grow to gigabytes with the number of writes.
     rocksdb_write_buffer_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)

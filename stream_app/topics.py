@@ -45,7 +45,8 @@ def admin_kwargs(settings: WorkerSettings) -> dict[str, object]:
     return kwargs
 
 
-TABLES = ("patients", "courses", "days", "claim_locations")
+STATE_TABLE = "state"  # one value per patient (stream_app.faust_store)
+TABLES = (STATE_TABLE,)
 
 
 def changelog_topic(settings: WorkerSettings, table: str) -> str:

@@ -1,5 +1,6 @@
-"""FaustStore: held writes (one table write per key per batch) and line
-locations kept per claim. Plain dicts stand in for the Faust tables."""
+"""FaustStore: one table value per patient, held writes (one table write per
+touched patient per batch) and line locations kept per claim. A plain dict
+stands in for the Faust table."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from helpers import cl, parse, void
 from stream_app.alerts import build_alert
 from stream_app.engine import Engine
 from stream_app.events import Invalid, parse_event
-from stream_app.faust_store import FaustStore
+from stream_app.faust_store import (
+    CLAIM_LOCATIONS,
+    COURSE,
+    DAY,
+    PATIENT,
+    FaustStore,
+    decode_bundle,
+)
 from stream_app.model import LineLocation
 from stream_app.store import MemoryStore
 from stream_app.synth import Synth, generate_lines
@@ -34,46 +42,65 @@ class CountingTable(dict[bytes, bytes | None]):
         super().__delitem__(key)
 
 
-def tables() -> tuple[CountingTable, CountingTable, CountingTable, CountingTable]:
-    return CountingTable(), CountingTable(), CountingTable(), CountingTable()
-
-
 @contextmanager
 def record_partition(seen: list[int], partition: int) -> Iterator[None]:
     seen.append(partition)
     yield
 
 
-def test_held_writes_reach_the_tables_once_per_key_at_flush() -> None:
-    patients, courses, days, locations = tables()
-    store = FaustStore(patients, courses, days, locations)
+def flush(store: FaustStore, seen: list[int] | None = None) -> int:
+    return store.flush(lambda partition: record_partition([] if seen is None else seen, partition))
+
+
+def test_held_writes_reach_the_table_once_per_patient_at_flush() -> None:
+    state = CountingTable()
+    store = FaustStore(state)
     store.hold_writes()
     engine = Engine(store)
     for number, code in enumerate(["77412", "77387", "77014"], start=1):
         engine.apply(parse(cl("C", number, code)))
-    assert (patients.writes, courses.writes, days.writes, locations.writes) == (0, 0, 0, 0)
+    engine.apply(parse(cl("D", 1, "77412", "2024-03-05")))
+    assert state.writes == 0
     assert store.get_location(("P1", "C", 2)) == LineLocation("C1", "prostate", "2024-03-04")
 
     seen: list[int] = []
-    written = store.flush(lambda partition: record_partition(seen, partition))
+    assert flush(store, seen) == 1
     assert seen == [0]
-    assert (patients.writes, courses.writes, days.writes, locations.writes) == (1, 1, 1, 1)
-    assert written == 4
-    assert store.flush(lambda partition: record_partition(seen, partition)) == 0
+    assert state.writes == 1 and list(state) == [b"P1"]
+    assert flush(store, seen) == 0
+    # Read back from the table: the patient's records, all in one value.
+    assert store.get_location(("P1", "C", 2)) == LineLocation("C1", "prostate", "2024-03-04")
+    kinds = sorted(kind for kind, _ in decode_bundle(state[b"P1"] or b""))
+    assert kinds == [PATIENT, COURSE, DAY, DAY, CLAIM_LOCATIONS, CLAIM_LOCATIONS]
 
 
-def test_a_key_created_and_deleted_in_one_batch_never_reaches_the_table() -> None:
-    days = CountingTable()
-    store = FaustStore(CountingTable(), CountingTable(), days, CountingTable())
+def test_a_patient_created_and_deleted_in_one_batch_never_reaches_the_table() -> None:
+    state = CountingTable()
+    store = FaustStore(state)
     store.hold_writes()
-    store._set(2, b"k", b"v")
-    store._set(2, b"k", None)
-    store.flush(lambda partition: record_partition([], partition))
-    assert days == {} and days.writes == 0
+    engine = Engine(store)
+    engine.apply(parse(cl("C", 1, "77412")))
+    store.del_patient("P1")
+    for key in [("P1", "C1", "prostate")]:
+        store.del_course(key)
+    store.del_day(("P1", "prostate", "2024-03-04"))
+    store.del_location(("P1", "C", 1))
+    flush(store)
+    assert state == {} and state.writes == 0
+
+
+def test_an_unchanged_record_is_not_written_again() -> None:
+    state = CountingTable()
+    store = FaustStore(state)  # writes through
+    engine = Engine(store)
+    engine.apply(parse(cl("C", 1, "77412")))
+    before = state.writes
+    assert engine.apply(parse(cl("C", 1, "77412"))).outcome == "duplicate"
+    assert state.writes == before
 
 
 def test_held_writes_are_flushed_per_partition() -> None:
-    store = FaustStore(*tables())
+    store = FaustStore(CountingTable())
     store.hold_writes()
     engine = Engine(store)
     patients = ("P1", "P2", "P3", "P4")
@@ -81,34 +108,92 @@ def test_held_writes_are_flushed_per_partition() -> None:
         store.partition = patient_partition(patient.encode(), 8)
         engine.apply(parse(cl(f"C-{patient}", 1, "77412", patient=patient)))
     seen: list[int] = []
-    store.flush(lambda partition: record_partition(seen, partition))
+    assert flush(store, seen) == 4
     assert sorted(seen) == sorted({patient_partition(p.encode(), 8) for p in patients})
 
 
+def test_a_batch_cut_short_leaves_the_table_as_it_was() -> None:
+    state = CountingTable()
+    store = FaustStore(state)
+    store.hold_writes()
+    engine = Engine(store)
+    engine.apply(parse(cl("C", 1, "77412")))
+    flush(store)
+    engine.apply(parse(cl("C", 2, "77014")))
+    store.discard_held()
+    assert flush(store) == 0
+    assert store.get_location(("P1", "C", 2)) is None
+    assert store.get_location(("P1", "C", 1)) is not None
+
+
 def test_line_locations_are_one_record_per_claim() -> None:
-    locations = CountingTable()
-    store = FaustStore(CountingTable(), CountingTable(), CountingTable(), locations)
+    state = CountingTable()
+    store = FaustStore(state)
     engine = Engine(store)
     engine.apply(parse(cl("C", 1, "77412")))
     engine.apply(parse(cl("C", 2, "77014")))
-    assert len(locations) == 1
+    records = decode_bundle(state[b"P1"] or b"")
+    assert [key for kind, key in records if kind == CLAIM_LOCATIONS] == [b"C"]
     assert store.get_location(("P1", "C", 1)) == LineLocation("C1", "prostate", "2024-03-04")
-    before = locations.writes
-    engine.apply(parse(cl("C", 2, "77014")))  # a duplicate: its location is unchanged
-    assert locations.writes == before
     store.del_location(("P1", "C", 1))
     assert store.get_location(("P1", "C", 1)) is None
     assert store.get_location(("P1", "C", 2)) is not None
     store.del_location(("P1", "C", 2))
-    assert locations == {}
+    assert store.claim_locations("P1", "C") == {}
+    assert all(kind != CLAIM_LOCATIONS for kind, _ in decode_bundle(state[b"P1"] or b""))
 
 
 def test_a_void_finds_its_line_through_the_claim_record() -> None:
-    store = FaustStore(*tables())
+    store = FaustStore(CountingTable())
     engine = Engine(store)
     engine.apply(parse(cl("C", 1, "77412")))
     engine.apply(parse(cl("C", 2, "77014")))
     assert engine.apply(parse(void("C", 2))).outcome == "void"
+
+
+class TouchRecorder(FaustStore):
+    """Records every patient a change of the engine's touched, and counts them."""
+
+    def __init__(self, state: CountingTable) -> None:
+        super().__init__(state)
+        self.touched: set[str] = set()
+        self.changes = 0
+
+    def _set(self, patient_id: str, kind: int, key: bytes, raw: bytes | None) -> None:
+        self.touched.add(patient_id)
+        self.changes += 1
+        super()._set(patient_id, kind, key, raw)
+
+
+@pytest.mark.parametrize("claims", [True, False])
+def test_a_batch_writes_each_patient_it_touched_once(claims: bool) -> None:
+    """Issue 9: at most one changelog write per touched patient per batch
+    (the patients of the batch's events, and those whose courses the moving
+    event time closed or pruned), on claim messages and on line messages."""
+    synth = Synth(40, seed=3, violation_rate=0.3, void_rate=0.1)
+    events = [e for e in map(parse_event, generate_lines(synth, claims=claims))
+              if not isinstance(e, Invalid)]
+    state = CountingTable()
+    store = TouchRecorder(state)
+    store.hold_writes()
+    engine = Engine(store)
+    for start in range(0, len(events), 25):
+        before, store.touched = state.writes, set()
+        for event in events[start:start + 25]:
+            engine.apply(event)
+        flush(store)
+        assert state.writes - before <= len(store.touched)
+    assert 0 < state.writes < store.changes / 2
+
+
+def test_records_and_patient_keys_read_every_bundle() -> None:
+    store = FaustStore(CountingTable())
+    engine = Engine(store)
+    engine.apply(parse(cl("C", 1, "77412")))
+    engine.apply(parse(cl("D", 1, "77412", patient="P2")))
+    assert sorted(store.patient_keys()) == [b"P1", b"P2"]
+    assert len(list(store.records(DAY))) == 2
+    assert len(list(store.records(COURSE))) == 2
 
 
 @pytest.mark.parametrize("batch", [1, 7, 500])
@@ -117,7 +202,7 @@ def test_batched_store_gives_the_same_alerts_as_replay(batch: int) -> None:
     synth = Synth(60, seed=11, violation_rate=0.5, void_rate=0.1, span_days=200)
     events = [e for e in map(parse_event, generate_lines(synth)) if not isinstance(e, Invalid)]
     replayed = Engine(MemoryStore())
-    store = FaustStore(*tables())
+    store = FaustStore(CountingTable())
     store.hold_writes()
     batched = Engine(store)
     expected, got = [], []
@@ -125,7 +210,7 @@ def test_batched_store_gives_the_same_alerts_as_replay(batch: int) -> None:
         expected += [build_alert(t, "") for t in replayed.apply(event).transitions]
         got += [build_alert(t, "") for t in batched.apply(event).transitions]
         if index % batch == 0:
-            store.flush(lambda partition: record_partition([], partition))
+            flush(store)
     assert got == expected
     assert len(expected) > 20
 

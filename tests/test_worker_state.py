@@ -35,32 +35,6 @@ def test_a_first_start_has_nothing_to_drop(tmp_path: Path) -> None:
     assert not drop_tables_after_crash(tmp_path / "v1" / "tables")
 
 
-class CountingTable(dict[bytes, bytes | None]):
-    """A table that counts assignments (each one a changelog message in Faust)."""
-
-    writes = 0
-
-    def __setitem__(self, key: bytes, value: bytes | None) -> None:
-        self.writes += 1
-        super().__setitem__(key, value)
-
-
-def test_an_unchanged_patient_record_is_not_written_again() -> None:
-    from helpers import cl, parse
-
-    from stream_app.engine import Engine
-    from stream_app.faust_store import FaustStore
-
-    patients = CountingTable()
-    store = FaustStore(patients, CountingTable(), CountingTable(), CountingTable())
-    engine = Engine(store)
-    for number, code in enumerate(["77412", "77387", "77014"], start=1):
-        engine.apply(parse(cl("C", number, code, "2025-01-06")))
-    assert patients.writes == 1  # the same date: the record did not change
-    engine.apply(parse(cl("C", 4, "77412", "2025-01-07")))
-    assert patients.writes == 2
-
-
 def test_faust_routine_backpressure_is_not_logged_but_other_warnings_are() -> None:
     import logging
 

@@ -9,11 +9,11 @@ import faust
 
 from .. import faust_metrics, faust_patches, health, metrics
 from ..engine import Engine, EngineSettings
-from ..faust_store import FaustStore
+from ..faust_store import COURSE, DAY, FaustStore
 from ..profiles import ProfileBook
 from ..rules import load_registry
 from ..settings import WorkerSettings
-from ..topics import repartition_topic
+from ..topics import STATE_TABLE, repartition_topic
 from .evaluation import Evaluation
 from .output import Output
 from .routing import Routing
@@ -99,12 +99,7 @@ def build_app(
     by_patient = raw_topic(repartition_topic(settings))
     # One agent reads both (see evaluation).
     both = raw_topic(settings.input_topic, repartition_topic(settings))
-    store = FaustStore(
-        patients=raw_table("patients"),
-        courses=raw_table("courses"),
-        days=raw_table("days"),
-        locations=raw_table("claim_locations"),
-    )
+    store = FaustStore(raw_table(STATE_TABLE))
     engine = Engine(
         store,
         load_registry(),
@@ -149,8 +144,8 @@ def install_state_gauges(app: faust.App, store: FaustStore, engine: Engine) -> N
 
     async def _recount_state() -> None:
         await state_gauges.refresh(
-            store.days,
-            store.courses,
+            store.records(DAY),
+            store.records(COURSE),
             generation=app.rebalancing_count,
             interrupted=lambda: bool(app.rebalancing),
         )

@@ -84,19 +84,20 @@ class Evaluation:
             commit_between_batches(consumer, evaluation.batch_lock)
             if trace.isEnabledFor(logging.DEBUG):
                 trace_offsets(consumer)
+            evaluation.store.hold_writes()
             if settings.batch_max <= 1:
-                # One event at a time, table writes at once: Faust
+                # One event at a time, its table writes at its end: Faust
                 # acknowledges an event when the next one is taken.
                 async for event in stream.events():
-                    await evaluation.take(event)
+                    await evaluation.evaluate_alone(event)
                 return
-            evaluation.store.hold_writes()
             async for events in stream.take_events(settings.batch_max, settings.batch_seconds):
                 await evaluation.batch_lock.acquire()
                 try:
                     await evaluation.evaluate_batch(events)
                 except BaseException:
                     keep_unacknowledged(events)
+                    evaluation.store.discard_held()
                     raise
                 finally:
                     # take_events acknowledges the batch right after this
@@ -126,6 +127,11 @@ class Evaluation:
         written = self.store.flush(partial(as_current_of, last_of_partition))
         metrics.BATCHES.inc()
         metrics.BATCH_TABLE_WRITES.inc(written)
+
+    async def evaluate_alone(self, event: Any) -> None:
+        self.store.partition = event.message.partition
+        await self.take(event)
+        self.store.flush(lambda _: as_current(event))
 
     async def take(self, event: Any) -> None:
         message = event.message
@@ -223,7 +229,7 @@ class Evaluation:
         partitions = self.settings.partitions
         mine = (
             key.decode()
-            for key in self.store.patients
+            for key in self.store.patient_keys()
             if patient_partition(key, partitions) == partition
         )
         found = self.engine.adopt(partition, mine)

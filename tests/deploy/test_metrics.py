@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from stream_app import metrics
 from stream_app.alerts import build_alert, fold
 from stream_app.engine import Engine
 from stream_app.events import Invalid, parse_event
-from stream_app.faust_store import FaustStore
+from stream_app.faust_store import COURSE, DAY, FaustStore
 from stream_app.rules import load_registry
 from stream_app.store import MemoryStore
 from stream_app.synth import Synth, generate_lines
@@ -72,14 +72,12 @@ def test_fixed_label_sets_exist_from_the_start() -> None:
 
 
 class Tables:
-    """The worker's four tables as plain dicts, filled by the engine."""
+    """The worker's state table as a plain dict, filled by the engine; its
+    day and course records as the worker hands them to the gauges."""
 
     def __init__(self, patients: int, seed: int, span_days: int) -> None:
-        self.patients: dict[bytes, bytes | None] = {}
-        self.courses: dict[bytes, bytes | None] = {}
-        self.days: dict[bytes, bytes | None] = {}
-        self.locations: dict[bytes, bytes | None] = {}
-        store = FaustStore(self.patients, self.courses, self.days, self.locations)
+        self.state: dict[bytes, bytes | None] = {}
+        store = FaustStore(self.state)
         self.engine = Engine(store)
         alerts = []
         synth = Synth(patients, seed=seed, violation_rate=0.3, void_rate=0.05, span_days=span_days)
@@ -88,6 +86,8 @@ class Tables:
             if not isinstance(event, Invalid):
                 alerts += [build_alert(t, "") for t in self.engine.apply(event).transitions]
         self.open_by_rule = Counter(a["rule_id"] for a in fold(alerts).values())
+        self.days = list(store.records(DAY))
+        self.courses = list(store.records(COURSE))
 
 
 @pytest.fixture(scope="module")
@@ -154,25 +154,20 @@ def test_a_recount_interrupted_by_a_rebalance_changes_nothing(tables: Tables) ->
     assert gauges.due()
 
 
-class Changing(Mapping[bytes, bytes | None]):
-    """A table that, like memory://, fails when it changes during iteration."""
+class Changing:
+    """Records from a table that, like memory://, fails when it changes
+    during iteration."""
 
-    def __init__(self, data: dict[bytes, bytes | None]) -> None:
-        self.data = data
+    def __init__(self, records: list[bytes]) -> None:
+        self.records = records
         self.fail = True
 
-    def __getitem__(self, key: bytes) -> bytes | None:
-        return self.data[key]
-
-    def __len__(self) -> int:
-        return len(self.data)
-
     def __iter__(self) -> Iterator[bytes]:
-        for n, key in enumerate(list(self.data)):
+        for n, record in enumerate(list(self.records)):
             if n == 3 and self.fail:
                 self.fail = False
                 raise RuntimeError("dictionary changed size during iteration")
-            yield key
+            yield record
 
 
 def test_a_table_that_changed_under_the_recount_is_read_at_once(tables: Tables) -> None:
