@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import AbstractContextManager
+from typing import Any
 
 import msgspec
 
@@ -53,11 +54,61 @@ def decode_bundle(raw: bytes) -> Bundle:
     return {(kind, key): record for kind, key, record in _decoder.decode(raw)}
 
 
+_DECODE: dict[int, Callable[[bytes], Any]] = {
+    PATIENT: codec.decode_patient,
+    COURSE: codec.decode_course,
+    DAY: codec.decode_day,
+    CLAIM_LOCATIONS: codec.decode_claim_locations,
+}
+_ENCODE: dict[int, Callable[[Any], bytes]] = {
+    PATIENT: codec.encode_patient,
+    COURSE: codec.encode_course,
+    DAY: codec.encode_day,
+    CLAIM_LOCATIONS: codec.encode_claim_locations,
+}
+_UNREAD = object()
+
+
+class _Patient:
+    """One patient's state while a batch runs: the bundle as read, and the
+    records decoded or changed since (None: deleted). Records are encoded
+    again only when the patient is written, once per batch."""
+
+    __slots__ = ("bundle", "changed", "records")
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.records: dict[tuple[int, bytes], Any] = {}
+        self.changed: set[tuple[int, bytes]] = set()
+
+    def get(self, kind: int, key: bytes) -> Any:
+        record = self.records.get((kind, key), _UNREAD)
+        if record is _UNREAD:
+            raw = self.bundle.get((kind, key))
+            record = self.records[kind, key] = _DECODE[kind](raw) if raw else None
+        return record
+
+    def encode_changes(self) -> bool:
+        """Fold the changed records into the bundle; True if it changed."""
+        modified = False
+        for kind, key in self.changed:
+            record = self.records[kind, key]
+            raw = None if record is None else _ENCODE[kind](record)
+            if self.bundle.get((kind, key)) != raw:
+                modified = True
+                if raw is None:
+                    del self.bundle[kind, key]
+                else:
+                    self.bundle[kind, key] = raw
+        self.changed.clear()
+        return modified
+
+
 class FaustStore:
     def __init__(self, state: Table) -> None:
         self.state = state
-        # Bundles read or changed since the last flush, by patient key.
-        self._bundles: dict[bytes, Bundle] = {}
+        # Patients read or changed since the last flush, by patient key.
+        self._patients: dict[bytes, _Patient] = {}
         # Patients changed since the last flush -> the partition to write them in.
         self._dirty: dict[bytes, int] = {}
         self._holding = False
@@ -73,53 +124,54 @@ class FaustStore:
         """Write each changed patient's bundle once, each partition's inside
         `as_partition(p)` (Faust takes a table write's partition from the
         current event); returns the number of table writes."""
-        dirty, bundles = self._dirty, self._bundles
-        self._dirty, self._bundles = {}, {}
+        dirty, patients = self._dirty, self._patients
+        self._dirty, self._patients = {}, {}
         by_partition: dict[int, list[bytes]] = {}
-        for patient, partition in dirty.items():
-            by_partition.setdefault(partition, []).append(patient)
-        for partition, patients in by_partition.items():
+        for key, partition in dirty.items():
+            by_partition.setdefault(partition, []).append(key)
+        written = 0
+        for partition, keys in by_partition.items():
             with as_partition(partition):
-                for patient in patients:
-                    self._write(patient, bundles[patient])
-        return len(dirty)
+                for key in keys:
+                    written += self._write(key, patients[key])
+        return written
 
     def discard_held(self) -> None:
         """Forget the held writes of a batch cut short: its events are read
         again from the committed offset."""
-        self._dirty, self._bundles = {}, {}
+        self._dirty, self._patients = {}, {}
 
-    def _write(self, patient: bytes, bundle: Bundle) -> None:
-        if bundle:
-            self.state[patient] = encode_bundle(bundle)
-        elif self.state.get(patient) is not None:
-            del self.state[patient]
+    def _write(self, key: bytes, patient: _Patient) -> int:
+        if not patient.encode_changes():
+            return 0  # nothing changed: no write
+        if patient.bundle:
+            self.state[key] = encode_bundle(patient.bundle)
+        elif self.state.get(key) is not None:
+            del self.state[key]
+        return 1
 
-    def _bundle(self, patient: bytes) -> Bundle:
-        bundle = self._bundles.get(patient)
-        if bundle is None:
-            raw = self.state.get(patient)
-            bundle = decode_bundle(raw) if raw else {}
+    def _patient(self, patient_id: str) -> tuple[bytes, _Patient]:
+        key = patient_id.encode()
+        patient = self._patients.get(key)
+        if patient is None:
+            raw = self.state.get(key)
+            patient = _Patient(decode_bundle(raw) if raw else {})
             if self._holding:
-                self._bundles[patient] = bundle
-        return bundle
+                self._patients[key] = patient
+        return key, patient
 
-    def _get(self, patient_id: str, kind: int, key: bytes) -> bytes | None:
-        return self._bundle(patient_id.encode()).get((kind, key))
+    def _get(self, patient_id: str, kind: int, key: bytes) -> Any:
+        return self._patient(patient_id)[1].get(kind, key)
 
-    def _set(self, patient_id: str, kind: int, key: bytes, raw: bytes | None) -> None:
-        patient = patient_id.encode()
-        bundle = self._bundle(patient)
-        if bundle.get((kind, key)) == raw:
-            return  # unchanged: no write
-        if raw is None:
-            del bundle[kind, key]
-        else:
-            bundle[kind, key] = raw
+    def _set(self, patient_id: str, kind: int, key: bytes, record: Any) -> None:
+        """`record` None deletes."""
+        patient_key, patient = self._patient(patient_id)
+        patient.records[kind, key] = record
+        patient.changed.add((kind, key))
         if self._holding:
-            self._dirty[patient] = self.partition
+            self._dirty[patient_key] = self.partition
         else:
-            self._write(patient, bundle)
+            self._write(patient_key, patient)
 
     # What the worker reads besides the engine: patients (to adopt a
     # partition) and every day and course record (the state gauges).
@@ -134,34 +186,32 @@ class FaustStore:
                     if found == kind:
                         yield record
 
-    # The engine's Store protocol.
+    # The engine's Store protocol. Records are shared with the engine until
+    # the flush, as MemoryStore shares them with replay.
 
     def get_patient(self, patient_id: str) -> PatientState | None:
-        raw = self._get(patient_id, PATIENT, b"")
-        return codec.decode_patient(raw) if raw else None
+        return self._get(patient_id, PATIENT, b"")  # type: ignore[no-any-return]
 
     def put_patient(self, patient_id: str, state: PatientState) -> None:
-        self._set(patient_id, PATIENT, b"", codec.encode_patient(state))
+        self._set(patient_id, PATIENT, b"", state)
 
     def del_patient(self, patient_id: str) -> None:
         self._set(patient_id, PATIENT, b"", None)
 
     def get_course(self, key: CourseKey) -> CourseState | None:
-        raw = self._get(key[0], COURSE, _key(key[1], key[2]))
-        return codec.decode_course(raw) if raw else None
+        return self._get(key[0], COURSE, _key(key[1], key[2]))  # type: ignore[no-any-return]
 
     def put_course(self, key: CourseKey, state: CourseState) -> None:
-        self._set(key[0], COURSE, _key(key[1], key[2]), codec.encode_course(state))
+        self._set(key[0], COURSE, _key(key[1], key[2]), state)
 
     def del_course(self, key: CourseKey) -> None:
         self._set(key[0], COURSE, _key(key[1], key[2]), None)
 
     def get_day(self, key: DayKey) -> DayState | None:
-        raw = self._get(key[0], DAY, _key(key[1], key[2]))
-        return codec.decode_day(raw) if raw else None
+        return self._get(key[0], DAY, _key(key[1], key[2]))  # type: ignore[no-any-return]
 
     def put_day(self, key: DayKey, state: DayState) -> None:
-        self._set(key[0], DAY, _key(key[1], key[2]), codec.encode_day(state))
+        self._set(key[0], DAY, _key(key[1], key[2]), state)
 
     def del_day(self, key: DayKey) -> None:
         self._set(key[0], DAY, _key(key[1], key[2]), None)
@@ -169,22 +219,23 @@ class FaustStore:
     # Line locations are kept per claim, {line number: location}: the
     # locations of a claim's lines change together.
 
+    def _locations(self, key: LocationKey) -> dict[int, LineLocation]:
+        found = self._get(key[0], CLAIM_LOCATIONS, key[1].encode())
+        return found if found is not None else {}
+
     def claim_locations(self, patient_id: str, claim_id: str) -> dict[int, LineLocation]:
-        raw = self._get(patient_id, CLAIM_LOCATIONS, claim_id.encode())
-        return codec.decode_claim_locations(raw) if raw else {}
+        return dict(self._locations((patient_id, claim_id, 0)))
 
     def get_location(self, key: LocationKey) -> LineLocation | None:
-        return self.claim_locations(key[0], key[1]).get(key[2])
+        return self._locations(key).get(key[2])
 
     def put_location(self, key: LocationKey, location: LineLocation) -> None:
-        locations = self.claim_locations(key[0], key[1])
+        locations = self._locations(key)
         if locations.get(key[2]) != location:
-            locations[key[2]] = location
-            raw = codec.encode_claim_locations(locations)
-            self._set(key[0], CLAIM_LOCATIONS, key[1].encode(), raw)
+            self._set(key[0], CLAIM_LOCATIONS, key[1].encode(), {**locations, key[2]: location})
 
     def del_location(self, key: LocationKey) -> None:
-        locations = self.claim_locations(key[0], key[1])
-        if locations.pop(key[2], None) is not None:
-            raw = codec.encode_claim_locations(locations) if locations else None
-            self._set(key[0], CLAIM_LOCATIONS, key[1].encode(), raw)
+        locations = self._locations(key)
+        if key[2] in locations:
+            rest = {number: where for number, where in locations.items() if number != key[2]}
+            self._set(key[0], CLAIM_LOCATIONS, key[1].encode(), rest or None)
