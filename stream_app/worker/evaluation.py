@@ -23,7 +23,7 @@ from ..faust_store import FaustStore
 from ..settings import WorkerSettings
 from .batching import as_current, as_current_of, commit_between_batches, keep_unacknowledged
 from .output import Output
-from .routing import Routing, patient_partition
+from .routing import PACK_HEADER, Routing, decode_pack, patient_partition
 from .trace import trace, trace_offsets
 
 log = logging.getLogger("stream_app.worker")
@@ -37,6 +37,14 @@ def header(headers: Any, name: str) -> str | None:
         if key == name:
             return value.decode() if isinstance(value, bytes | bytearray) else str(value)
     return None
+
+
+def heard_in(headers: Any) -> tuple[int, Report] | None:
+    """The source report in a re-keyed message's headers, if any."""
+    source = header(headers, "src")
+    if source is None:
+        return None
+    return int(source), Report(header(headers, "wm") or "", header(headers, "idle") == "1")
 
 
 def outcome_label(outcome: str) -> str:
@@ -98,6 +106,7 @@ class Evaluation:
                 except BaseException:
                     keep_unacknowledged(events)
                     evaluation.store.discard_held()
+                    evaluation.routing.discard_pending()
                     raise
                 finally:
                     # take_events acknowledges the batch right after this
@@ -124,6 +133,7 @@ class Evaluation:
             self.store.partition = partition
             with as_current(event):
                 await self.take(event)
+        await self.routing.send_pending()
         written = self.store.flush(partial(as_current_of, last_of_partition))
         metrics.BATCHES.inc()
         metrics.BATCH_TABLE_WRITES.inc(written)
@@ -131,6 +141,7 @@ class Evaluation:
     async def evaluate_alone(self, event: Any) -> None:
         self.store.partition = event.message.partition
         await self.take(event)
+        await self.routing.send_pending()
         self.store.flush(lambda _: as_current(event))
 
     async def take(self, event: Any) -> None:
@@ -140,8 +151,12 @@ class Evaluation:
             if routed is not None:
                 await self.evaluate(event, routed, None)
             return
-        if header(message.headers, "tick") is not None:
-            clock = self.clock_of(message.partition, message.headers)
+        headers = message.headers
+        if header(headers, PACK_HEADER) is not None:
+            await self.take_pack(event)
+            return
+        if header(headers, "tick") is not None:
+            clock = self.clock_of(message.partition, heard_in(headers))
             ticked = self.engine.tick(message.partition, clock.low, clock.settled, clock.latest)
             if trace.isEnabledFor(logging.DEBUG):
                 trace.debug("tick %d@%d %d", message.partition, message.offset, len(ticked))
@@ -152,20 +167,46 @@ class Evaluation:
         if isinstance(parsed, Invalid):  # only if someone writes to our internal topic
             await self.output.dead_letter(message.tp, event.key, raw, parsed, "internal")
             return
-        await self.evaluate(event, parsed, message.headers)
+        await self.evaluate(event, parsed, heard_in(headers))
 
-    def clock_of(self, partition: int, headers: Any) -> LowWatermark:
+    async def take_pack(self, event: Any) -> None:
+        """Input messages forwarded together from one source (see
+        routing.Pack), each with its source's report as it was forwarded."""
+        message = event.message
+        source = int(header(message.headers, "src") or 0)
+        try:
+            items = decode_pack(bytes(event.value or b""))
+        except Exception as exc:  # only if someone writes to our internal topic
+            invalid = Invalid("internal", f"not a pack: {type(exc).__name__}")
+            await self.output.dead_letter(message.tp, event.key, bytes(event.value or b""),
+                                          invalid, "internal")
+            return
+        for watermark, raw in items:
+            parsed = parse_event(raw)
+            if isinstance(parsed, Invalid):
+                await self.output.dead_letter(message.tp, None, raw, parsed, "internal")
+                continue
+            await self.evaluate(event, parsed, (source, Report(watermark, False)), raw)
+
+    def clock_of(self, partition: int, heard: tuple[int, Report] | None) -> LowWatermark:
         if partition in self.adopt_pending:
             self.adopt_pending.discard(partition)
             self.event_times.pop(partition, None)
             self.adopt(partition)
-        return self.event_time(partition, headers)
+        return self.hear(partition, heard)
 
-    async def evaluate(self, event: Any, parsed: Event, headers: Any) -> None:
-        """Apply `parsed`, read from `event` (`headers`: its re-key headers,
-        None for a message evaluated straight from the input topic)."""
+    async def evaluate(
+        self,
+        event: Any,
+        parsed: Event,
+        heard: tuple[int, Report] | None,
+        raw: bytes | None = None,
+    ) -> None:
+        """Apply `parsed`, read from `event` (`heard`: the source report that
+        came with it, None for a message evaluated straight from the input
+        topic; `raw`: its bytes, when `event` carried more than it)."""
         message, engine = event.message, self.engine
-        clock = self.clock_of(message.partition, headers)
+        clock = self.clock_of(message.partition, heard)
         watermark, settled, latest = clock.low, clock.settled, clock.latest
         started = time.perf_counter()
         try:
@@ -184,10 +225,12 @@ class Evaluation:
                 "engine failed on an event (%s); sent to the dead-letter topic",
                 type(exc).__name__,
             )
+            if raw is None:
+                raw = bytes(event.value) if event.value is not None else b""
             await self.output.dead_letter(
                 message.tp,
                 event.key,
-                bytes(event.value) if event.value is not None else b"",
+                raw,
                 Invalid("engine_error", type(exc).__name__),
                 "engine",
             )
@@ -205,7 +248,11 @@ class Evaluation:
         await self.output.send_alerts(message.tp, transitions, parsed)
 
     def event_time(self, partition: int, headers: Any) -> LowWatermark:
-        """Fold a message's source report into the partition's low watermark.
+        """The partition's low watermark with a message's headers heard."""
+        return self.hear(partition, heard_in(headers))
+
+    def hear(self, partition: int, heard: tuple[int, Report] | None) -> LowWatermark:
+        """Fold a source report into the partition's low watermark.
 
         Held in memory only: after a restart or a rebalance the partition is
         read again from its committed offset, and event time must be learnt
@@ -218,10 +265,8 @@ class Evaluation:
         own = self.routing.own_report(partition)
         if own is not None:
             low.update(partition, own)
-        source = header(headers, "src")
-        if source is not None and not (own is not None and int(source) == partition):
-            report = Report(header(headers, "wm") or "", header(headers, "idle") == "1")
-            low.update(int(source), report)
+        if heard is not None and not (own is not None and heard[0] == partition):
+            low.update(*heard)
         return low
 
     def adopt(self, partition: int) -> None:

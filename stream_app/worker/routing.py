@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import faust
+import msgspec
 from aiokafka.partitioner import murmur2
 
 from .. import metrics
@@ -26,6 +27,44 @@ from .trace import trace
 log = logging.getLogger("stream_app.worker")
 
 EVENT_TIME_REPORT_SECONDS = 0.5
+PACK_HEADER = "pack"
+# A pack is sent when a batch ends, or before it would grow past these.
+PACK_MAX_ITEMS = 500
+PACK_MAX_BYTES = 1024 * 1024
+
+_pack_encoder = msgspec.msgpack.Encoder()
+_pack_decoder = msgspec.msgpack.Decoder(list[tuple[str, bytes]])
+
+
+def encode_pack(items: list[tuple[str, bytes]]) -> bytes:
+    return _pack_encoder.encode(items)
+
+
+def decode_pack(raw: bytes) -> list[tuple[str, bytes]]:
+    """[(the source's watermark as the message was forwarded, its bytes)]."""
+    return _pack_decoder.decode(raw)
+
+
+class Pack:
+    """Input messages of one source partition for one re-keyed partition,
+    forwarded as one message: Faust's cost is per message, and the re-key
+    trip paid it twice for every line (issue 9). Each carries the source's
+    event-time report as it was forwarded, so the target hears the same
+    reports in the same order as message by message."""
+
+    __slots__ = ("generation", "items", "origin", "report", "size")
+
+    def __init__(self, origin: Any, generation: int) -> None:
+        self.origin = origin
+        self.generation = generation
+        self.items: list[tuple[str, bytes]] = []
+        self.report = Report("", False)
+        self.size = 0
+
+    def add(self, raw: bytes, report: Report) -> None:
+        self.items.append((report.watermark, raw))
+        self.report = report
+        self.size += len(raw) + 16
 
 
 def patient_partition(key: bytes, partitions: int) -> int:
@@ -62,6 +101,8 @@ class Routing:
         self.direct = direct
         self.clocks = SourceClocks(settings.partitions)
         self.forwarded_offsets: dict[int, int] = {}  # input partition -> last offset handled
+        # Messages to forward at the end of the batch, by (source, target).
+        self.pending: dict[tuple[int, int], Pack] = {}
 
     def install(self) -> None:
         """The event-time reports' loop (input messages are read by the
@@ -109,20 +150,40 @@ class Routing:
             metrics.ROUTED_BY["direct"].inc()
             return parsed
         metrics.ROUTED_BY["rekeyed"].inc()
-        report = clocks.reports[message.partition]
-        generation = clocks.generation
-        await self.output.send_for(
-            message.tp,
-            self.by_patient,
-            key,
-            raw,
-            partition=target,
-            headers=report_headers(message.partition, report),
-        )
-        clocks.told(message.partition, target, report, generation)
+        pair = (message.partition, target)
+        pack = self.pending.get(pair)
+        if pack is None:
+            pack = self.pending[pair] = Pack(message.tp, clocks.generation)
+        pack.add(raw, clocks.reports[message.partition])
         if trace.isEnabledFor(logging.DEBUG):
             trace.debug("fwd %d@%d -> %d", message.partition, message.offset, target)
+        if len(pack.items) >= PACK_MAX_ITEMS or pack.size >= PACK_MAX_BYTES:
+            del self.pending[pair]
+            await self._send(pair, pack)
         return None
+
+    async def send_pending(self) -> None:
+        """Forward what the batch routed elsewhere (before its offsets are
+        acknowledged)."""
+        pending, self.pending = self.pending, {}
+        for pair, pack in pending.items():
+            await self._send(pair, pack)
+
+    def discard_pending(self) -> None:
+        """A batch cut short: its input messages are read again."""
+        self.pending = {}
+
+    async def _send(self, pair: tuple[int, int], pack: Pack) -> None:
+        source, target = pair
+        await self.output.send_for(
+            pack.origin,
+            self.by_patient,
+            None,
+            encode_pack(pack.items),
+            partition=target,
+            headers=[(PACK_HEADER, b"1"), ("src", str(source).encode())],
+        )
+        self.clocks.told(source, target, pack.report, pack.generation)
 
     async def report_event_time(self) -> None:
         """Every re-keyed partition hears every source's report, so its low
@@ -131,6 +192,8 @@ class Routing:
         clocks = self.clocks
         generation = clocks.generation
         for source, target, report in list(clocks.untold()):
+            if (source, target) in self.pending:
+                continue  # told with the pack, after the messages it holds
             await self.by_patient.send(
                 key=None,
                 value=b"",
