@@ -56,7 +56,8 @@ class WorkerSettings(BaseSettings):
     stall_seconds: float = Field(60.0, ge=1, le=3600)
     # Log each event's partition and offset on its way (README, Configuration).
     trace: bool = False
-    # The event loop ("aio" is asyncio's own; benchmarks/README.md compares).
+    # The event loop: asyncio's own ("aio"), or "uvloop" if installed; no
+    # difference measured in benchmarks/e2e.py (benchmarks/README.md).
     loop: Literal["aio", "uvloop"] = "aio"
     # Faust opens one RocksDB per table and partition (1 x 8 here), each with
     # its own write buffers and block cache; its defaults (3 x 64 MiB buffers,

@@ -45,7 +45,15 @@ def run_worker() -> int:
         return 2
     if settings.trace:
         trace.setLevel(logging.DEBUG)
-    mode.loop.use(settings.loop)  # as Faust's `worker --loop` does
+    try:
+        mode.loop.use(settings.loop)  # as Faust's `worker --loop` does
+    except ImportError:
+        print(
+            f"stream-app worker: STREAM_APP_LOOP={settings.loop} needs the {settings.loop} "
+            "package (pip install uvloop)",
+            file=sys.stderr,
+        )
+        return 2
     registry = load_registry()
     try:
         profiles = ProfileBook.load_or_default(settings.payer_profiles, registry.ids)
