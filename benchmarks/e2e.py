@@ -794,6 +794,7 @@ def worker_phase(run: Run, streams: Streams, spec: WorkerRun) -> None:
     else:
         run.targets.by_claim_rate = result.rate
         run.targets.by_claim_batched = result.batches > 0
+        run.targets.today_by_claim = run.args.today_by_claim
 
 
 def latency_phase(run: Run) -> None:
@@ -867,6 +868,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds a worker may take to catch up (3600)")
     parser.add_argument("--reuse", action="store_true", help="reuse the cached stream files")
+    parser.add_argument("--today-by-claim", type=float, default=None, metavar="LINES_PER_S",
+                        help="(c)'s baseline: the previous worker's lines/s on the same stream "
+                             "(default: 1,027, 1M lines on 2026-11-27)")
     parser.add_argument("--profile", action="store_true",
                         help="run each worker run under `py-spy record` and print hotspots")
     parser.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
