@@ -12,12 +12,11 @@ per touched patient per batch).
 
 Writes are held (`hold_writes`) until `flush`, which the worker calls at the
 end of each batch, or after each event when it evaluates event by event.
-Bundles read during a batch are kept decoded until then; reads see the
-batch's own changes first. Without `hold_writes` every change is written at
-once (tests, and tools that read the tables).
-
-Each value is encoded on `put` and decoded on `get`, so the engine never
-shares an object with the table.
+Until then the records a batch reads or writes are kept decoded and shared
+with the engine, as MemoryStore shares them with replay; `flush` encodes the
+changed ones and writes each changed patient's bundle as a new value (Faust
+writes a table value to its changelog on assignment). Without `hold_writes`
+every change is written at once (tests, and tools that read the tables).
 """
 
 from __future__ import annotations

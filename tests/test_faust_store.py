@@ -48,15 +48,20 @@ def record_partition(seen: list[int], partition: int) -> Iterator[None]:
     yield
 
 
+def held_store() -> tuple[CountingTable, FaustStore, Engine]:
+    """A store that holds its writes until `flush`, as the worker's does."""
+    state = CountingTable()
+    store = FaustStore(state)
+    store.hold_writes()
+    return state, store, Engine(store)
+
+
 def flush(store: FaustStore, seen: list[int] | None = None) -> int:
     return store.flush(lambda partition: record_partition([] if seen is None else seen, partition))
 
 
 def test_held_writes_reach_the_table_once_per_patient_at_flush() -> None:
-    state = CountingTable()
-    store = FaustStore(state)
-    store.hold_writes()
-    engine = Engine(store)
+    state, store, engine = held_store()
     for number, code in enumerate(["77412", "77387", "77014"], start=1):
         engine.apply(parse(cl("C", number, code)))
     engine.apply(parse(cl("D", 1, "77412", "2024-03-05")))
@@ -75,14 +80,10 @@ def test_held_writes_reach_the_table_once_per_patient_at_flush() -> None:
 
 
 def test_a_patient_created_and_deleted_in_one_batch_never_reaches_the_table() -> None:
-    state = CountingTable()
-    store = FaustStore(state)
-    store.hold_writes()
-    engine = Engine(store)
+    state, store, engine = held_store()
     engine.apply(parse(cl("C", 1, "77412")))
     store.del_patient("P1")
-    for key in [("P1", "C1", "prostate")]:
-        store.del_course(key)
+    store.del_course(("P1", "C1", "prostate"))
     store.del_day(("P1", "prostate", "2024-03-04"))
     store.del_location(("P1", "C", 1))
     flush(store)
@@ -100,9 +101,7 @@ def test_an_unchanged_record_is_not_written_again() -> None:
 
 
 def test_held_writes_are_flushed_per_partition() -> None:
-    store = FaustStore(CountingTable())
-    store.hold_writes()
-    engine = Engine(store)
+    _, store, engine = held_store()
     patients = ("P1", "P2", "P3", "P4")
     for patient in patients:
         store.partition = patient_partition(patient.encode(), 8)
@@ -113,10 +112,7 @@ def test_held_writes_are_flushed_per_partition() -> None:
 
 
 def test_a_batch_cut_short_leaves_the_table_as_it_was() -> None:
-    state = CountingTable()
-    store = FaustStore(state)
-    store.hold_writes()
-    engine = Engine(store)
+    _, store, engine = held_store()
     engine.apply(parse(cl("C", 1, "77412")))
     flush(store)
     engine.apply(parse(cl("C", 2, "77014")))
@@ -202,9 +198,7 @@ def test_batched_store_gives_the_same_alerts_as_replay(batch: int) -> None:
     synth = Synth(60, seed=11, violation_rate=0.5, void_rate=0.1, span_days=200)
     events = [e for e in map(parse_event, generate_lines(synth)) if not isinstance(e, Invalid)]
     replayed = Engine(MemoryStore())
-    store = FaustStore(CountingTable())
-    store.hold_writes()
-    batched = Engine(store)
+    _, store, batched = held_store()
     expected, got = [], []
     for index, event in enumerate(events, start=1):
         expected += [build_alert(t, "") for t in replayed.apply(event).transitions]

@@ -21,7 +21,7 @@ from stream_app.event_time import LowWatermark, Report
 from stream_app.events import ClaimLineEvent, Invalid
 from stream_app.settings import WorkerSettings
 from stream_app.store import MemoryStore
-from stream_app.worker.evaluation import Evaluation
+from stream_app.worker.evaluation import Evaluation, heard_in
 from stream_app.worker.routing import PACK_MAX_ITEMS, Routing, decode_pack, patient_partition
 
 PARTITIONS = 8
@@ -196,8 +196,8 @@ def test_evaluation_takes_the_own_report_and_other_sources_from_headers() -> Non
     other = (partition + 1) % PARTITIONS
     asyncio.run(router.route(event(line_for("P1", "2024-05-01"), partition)))
     stale = [("src", str(partition).encode()), ("wm", b"2024-01-01"), ("idle", b"1")]
-    low = evaluation.event_time(partition, stale)
+    low = evaluation.hear(partition, heard_in(stale))
     assert low.reported == {partition: Report("2024-05-01", False)}
-    low = evaluation.event_time(partition, [("src", str(other).encode()), ("wm", b"2024-04-01"),
-                                            ("idle", b"0")])
+    fresh = [("src", str(other).encode()), ("wm", b"2024-04-01"), ("idle", b"0")]
+    low = evaluation.hear(partition, heard_in(fresh))
     assert low.reported[other] == Report("2024-04-01", False)

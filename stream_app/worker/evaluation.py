@@ -174,12 +174,12 @@ class Evaluation:
         routing.Pack), each with its source's report as it was forwarded."""
         message = event.message
         source = int(header(message.headers, "src") or 0)
+        value = bytes(event.value or b"")
         try:
-            items = decode_pack(bytes(event.value or b""))
+            items = decode_pack(value)
         except Exception as exc:  # only if someone writes to our internal topic
             invalid = Invalid("internal", f"not a pack: {type(exc).__name__}")
-            await self.output.dead_letter(message.tp, event.key, bytes(event.value or b""),
-                                          invalid, "internal")
+            await self.output.dead_letter(message.tp, event.key, value, invalid, "internal")
             return
         for watermark, raw in items:
             parsed = parse_event(raw)
@@ -246,10 +246,6 @@ class Evaluation:
         metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
         metrics.LINES_BY_OUTCOME[outcome_label(result.outcome)].inc()
         await self.output.send_alerts(message.tp, transitions, parsed)
-
-    def event_time(self, partition: int, headers: Any) -> LowWatermark:
-        """The partition's low watermark with a message's headers heard."""
-        return self.hear(partition, heard_in(headers))
 
     def hear(self, partition: int, heard: tuple[int, Report] | None) -> LowWatermark:
         """Fold a source report into the partition's low watermark.

@@ -2,8 +2,9 @@
 input topic partitioned as the tables are, a message normally sits on its
 patient's partition already and is evaluated where it is (direct). Any
 other valid message is forwarded once to its patient's partition of the
-re-key topic, with its source partition's event-time report in its headers;
-invalid ones go to the dead-letter topic. Reports also go out on their own
+re-key topic, in a pack with the batch's other messages from the same source
+for the same partition, each with its source's event-time report (see
+Pack); invalid ones go to the dead-letter topic. Reports also go out on their own
 every half second, so that each re-keyed partition's low watermark moves
 when no patient of its own shows up."""
 
