@@ -18,8 +18,22 @@ happens while the stream partitions are still paused, and nothing awaits
 between resuming them and `flow_control.resume()`, so nothing fetched from
 the old position can reach an agent. `_add_gap` below keeps a gap in offsets (a
 commit marker, a compacted record) from acknowledging the next message a
-second time. `install()` refuses any other Faust version, and any 0.15.3
-whose methods are not the ones these were made from.
+second time.
+
+`seek_to_committed` below also moves the partitions that have no committed
+offset. 0.15.3 leaves the seek to aiokafka's `seek_to_committed`, which seeks
+only offsets above 0: a partition the group has never committed stays where
+the fetcher stood. Records fetched there and dropped unprocessed (a
+recovery's queue cleared on resume, a rebalance) were then never read again.
+Measured (SIGKILL before the worker's first commit, then a restart that read
+the state changelog; 3 of 12 runs on a loaded machine): every input partition
+stood at its end, nothing was processed, the group committed nothing for
+good, and the stall check saw nothing waiting. Such partitions are now
+sought to the start (or end) that `consumer_auto_offset_reset` names, and a
+committed offset of 0 is sought to 0.
+
+`install()` refuses any other Faust version, and any 0.15.3 whose methods are
+not the ones these were made from.
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ from typing import Any, cast
 
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 
 from . import faust_drain
@@ -46,9 +61,13 @@ ORIGINAL_SOURCE_SHA256 = "6ef567acf072e46da3fccbccc6d662371f634f622c3d510972d5df
 # sha256 of inspect.getsource(Consumer._add_gap) in 0.15.3.
 ORIGINAL_ADD_GAP_SHA256 = "4df2573ded7c1c2cde04dc6bde6d4480cb5875ef565256e56966b585ae39b1c1"
 
+# sha256 of inspect.getsource(AIOKafkaConsumerThread.seek_to_committed) in 0.15.3.
+ORIGINAL_SEEK_SHA256 = "775ab0adc4b052abee204d5347a556412b1f77ed4de971adde69a55a1cb6f908"
+
 _original = Recovery.on_recovery_completed
 _original_send_pending = ProducerBuffer._send_pending
 _original_add_gap = Consumer._add_gap
+_original_seek_to_committed = AIOKafkaConsumerThread.seek_to_committed
 
 
 class FaustVersionError(RuntimeError):
@@ -125,10 +144,36 @@ async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None
     await _original_add_gap(self, tp, offset_from, offset_to - 1)
 
 
+async def seek_to_committed(self: Any) -> Any:
+    """Seek partitions to the last committed offset; those without one to
+    where `consumer_auto_offset_reset` says (module doc)."""
+    reset = self.app.conf.consumer_auto_offset_reset
+    return await self.call_thread(seek_committed_or_reset, self._ensure_consumer(), reset)
+
+
+async def seek_committed_or_reset(kafka: Any, reset: str) -> dict[Any, int | None]:
+    """aiokafka's `seek_to_committed` for every assigned partition, then a
+    seek for the partitions it leaves alone: 0 for a committed offset of 0,
+    the start (or, for reset "latest", the end) for none. Returns the
+    committed offsets, as aiokafka's does."""
+    committed: dict[Any, int | None] = await kafka.seek_to_committed()
+    never = [tp for tp, offset in committed.items() if offset is None or offset < 0]
+    for tp, offset in committed.items():
+        if offset == 0:
+            kafka.seek(tp, 0)
+    if never:
+        if reset == "latest":
+            await kafka.seek_to_end(*never)
+        else:
+            await kafka.seek_to_beginning(*never)
+    return committed
+
+
 def _checked_sources() -> list[tuple[Any, str]]:
     return [
         (_original, ORIGINAL_SOURCE_SHA256),
         (_original_add_gap, ORIGINAL_ADD_GAP_SHA256),
+        (_original_seek_to_committed, ORIGINAL_SEEK_SHA256),
         (faust_drain.original_drain_messages, faust_drain.ORIGINAL_DRAIN_SHA256),
     ]
 
@@ -170,14 +215,16 @@ def buffer_drained(buffer: Any) -> bool:
 
 
 def install() -> None:
-    """Replace Recovery.on_recovery_completed and Consumer._add_gap, and count
-    the producer buffer's sends (idempotent; before the app starts); refuse
-    other versions."""
+    """Replace Recovery.on_recovery_completed, Consumer._add_gap and
+    _drain_messages and the consumer thread's seek_to_committed, and count the
+    producer buffer's sends (idempotent; before the app starts); refuse other
+    versions."""
     check_faust()
     Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
     Consumer._add_gap = _add_gap  # type: ignore[method-assign]
     Consumer._drain_messages = faust_drain._drain_messages  # type: ignore[method-assign]
+    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
 
 
 def installed() -> bool:
@@ -186,4 +233,5 @@ def installed() -> bool:
         and ProducerBuffer._send_pending is _send_pending_counted
         and Consumer._add_gap is _add_gap
         and Consumer._drain_messages is faust_drain._drain_messages
+        and AIOKafkaConsumerThread.seek_to_committed is seek_to_committed
     )

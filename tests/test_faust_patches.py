@@ -190,3 +190,60 @@ async def test_faust_original_gap_acknowledges_the_next_record_twice() -> None:
 
 async def test_the_override_gets_past_a_marker_in_one_commit() -> None:
     assert (await commits_after_a_marker(faust_patches._add_gap))[0] == 15
+
+
+def test_the_seek_to_committed_pin_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert faust_patches.source_sha256(faust_patches._original_seek_to_committed) == (
+        faust_patches.ORIGINAL_SEEK_SHA256
+    )
+    monkeypatch.setattr(faust_patches, "ORIGINAL_SEEK_SHA256", "0" * 64)
+    with pytest.raises(faust_patches.FaustVersionError, match="seek_to_committed"):
+        faust_patches.check_faust()
+
+
+class FakeKafkaConsumer:
+    """aiokafka's seek API as seek_committed_or_reset uses it (the real
+    broker's version: tests/integration/test_seek_uncommitted.py)."""
+
+    def __init__(self, committed: dict[tuple[str, int], int | None]) -> None:
+        self.committed = committed
+        self.calls: list[tuple[str, Any]] = []
+
+    async def seek_to_committed(self) -> dict[tuple[str, int], int | None]:
+        self.calls.append(("seek_to_committed", None))
+        return dict(self.committed)
+
+    def seek(self, tp: tuple[str, int], offset: int) -> None:
+        self.calls.append(("seek", (tp, offset)))
+
+    async def seek_to_beginning(self, *tps: tuple[str, int]) -> None:
+        self.calls.append(("seek_to_beginning", tps))
+
+    async def seek_to_end(self, *tps: tuple[str, int]) -> None:
+        self.calls.append(("seek_to_end", tps))
+
+
+@pytest.mark.parametrize(
+    ("reset", "call"), [("earliest", "seek_to_beginning"), ("latest", "seek_to_end")]
+)
+async def test_the_consumer_thread_seeks_partitions_without_a_commit(reset: str, call: str) -> None:
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    faust_patches.install()
+    committed = {("t", 0): 7, ("t", 1): 0, ("t", 2): None}
+    kafka = FakeKafkaConsumer(committed)
+
+    async def call_thread(fun: Any, *args: Any) -> Any:
+        return await fun(*args)
+
+    thread = SimpleNamespace(
+        app=SimpleNamespace(conf=SimpleNamespace(consumer_auto_offset_reset=reset)),
+        call_thread=call_thread,
+        _ensure_consumer=lambda: kafka,
+    )
+    assert await AIOKafkaConsumerThread.seek_to_committed(thread) == committed  # type: ignore[arg-type]
+    assert kafka.calls == [
+        ("seek_to_committed", None),
+        ("seek", (("t", 1), 0)),
+        (call, (("t", 2),)),
+    ]

@@ -450,7 +450,23 @@ def _wait_for_no_lag(
             if asyncio.run(lag_with(kwargs, deployment.settings.id, topics)) == 0:
                 return
         time.sleep(1.0)
-    raise TimeoutError(f"worker group did not catch up in {timeout}s (lag {lag}{unit})")
+    where = asyncio.run(_lag_by_partition(kwargs, deployment.settings.id, topics))
+    raise TimeoutError(
+        f"worker group did not catch up in {timeout}s (lag {lag}{unit}); "
+        f"behind by partition (committed/end): {where}"
+    )
+
+
+async def _lag_by_partition(kwargs: dict[str, Any], group: str, topics: list[str]) -> str:
+    """Each partition behind, as topic[partition]=committed/end (for a timeout's message)."""
+    try:
+        async with _group_behind(kwargs, group, topics) as (_, ends, behind):
+            return ", ".join(
+                f"{tp.topic}[{tp.partition}]={ends[tp] - behind[tp]}/{ends[tp]}"
+                for tp in sorted(behind)
+            )
+    except Exception as exc:  # the message is for a failure already under way
+        return f"unknown ({type(exc).__name__})"
 
 
 def worker_log(worker: WorkerProcess) -> str:
