@@ -20,6 +20,13 @@ from .routing import Routing
 
 NEVER_DAYS = 1_000_000  # a retention that never comes
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# What one fetch takes of a partition. One poll hands the agent everything
+# fetched for every partition, and the re-key topic's records (ticks, forwarded
+# lines) wait behind all of it: at 4 MiB a partition, a backlog of line
+# messages made a batch of about 130,000 records, so re-key partitions stood
+# still for minutes on a loaded machine (seen as stalls). A record larger than
+# this still comes, alone (Kafka returns the first batch of a fetch whole).
+FETCH_BYTES_PER_PARTITION = 128 * 1024
 
 
 def new_app(settings: WorkerSettings) -> faust.App:
@@ -42,7 +49,7 @@ def new_app(settings: WorkerSettings) -> faust.App:
         autodiscover=False,
         producer_max_request_size=MAX_MESSAGE_BYTES,
         producer_linger=settings.producer_linger_seconds,
-        consumer_max_fetch_size=MAX_MESSAGE_BYTES,
+        consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
         processing_guarantee=settings.processing_guarantee,
         broker_credentials=_credentials(settings),
         table_cleanup_interval=3600.0,
