@@ -26,7 +26,7 @@ only offsets above 0: a partition the group has never committed stays where
 the fetcher stood. Records fetched there and dropped unprocessed (a
 recovery's queue cleared on resume, a rebalance) were then never read again.
 Measured (SIGKILL before the worker's first commit, then a restart that read
-the state changelog; 3 of 12 runs on a loaded machine): every input partition
+the state changelog; 3 of 11 runs on a loaded machine): every input partition
 stood at its end, nothing was processed, the group committed nothing for
 good, and the stall check saw nothing waiting. Such partitions are now
 sought to the start (or end) that `consumer_auto_offset_reset` names, and a
