@@ -318,6 +318,17 @@ def exit_requested() -> bool:
     return _exit_requested
 
 
+def request_restart(reason: str) -> None:
+    """Stop so that the supervisor restarts the worker (once; see
+    _stop_this_process); `reason` must carry no claim data."""
+    if _exit_requested:
+        return
+    log.error(
+        "%s: stopping, exit code %d (the supervisor restarts the worker)", reason, EXIT_STALLED
+    )
+    _stop_this_process()
+
+
 def _stop_this_process() -> None:
     """Stop the worker cleanly (Faust's SIGTERM path commits what it can);
     run_worker then exits with EXIT_STALLED. If the clean stop hangs, exit

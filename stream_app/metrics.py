@@ -116,6 +116,12 @@ STALLED_PARTITIONS = Gauge(
     "stream_app_stalled_partitions",
     "Partitions of this worker stalled now (not yet healed)",
 )
+SEND_FAILURES = Counter(
+    "stream_app_send_failures_total",
+    "Alerts, dead letters or re-keyed messages that Kafka refused after its retries "
+    "(at-least-once); the worker then stops without committing, and is read again "
+    "from its last commit",
+)
 OFFSET_JUMPS = Counter(
     "stream_app_offset_jumps_total",
     "Fetched records that came past the last offset read with no gap in the log "

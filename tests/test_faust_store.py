@@ -239,7 +239,13 @@ async def test_a_commit_waits_for_the_batch_in_evaluation() -> None:
 
     from stream_app.worker.batching import commit_between_batches as _commit_between_batches
 
+    class Producer:
+        async def flush(self) -> None:
+            await asyncio.sleep(0)
+
     class Consumer:
+        app = type("App", (), {"producer": Producer()})()
+
         def __init__(self) -> None:
             self.commits = 0
 
@@ -298,6 +304,53 @@ async def test_a_transactional_commit_waits_for_the_producer_buffer() -> None:
     _commit_between_batches(consumer, asyncio.Lock())
     assert await consumer.force_commit() is True
     assert consumer.buffered_at_commit == [(0, 0)]
+
+
+async def test_no_commit_after_a_failed_send(monkeypatch: Any) -> None:
+    """At-least-once: a send Kafka refused (an alert, a dead letter, a pack)
+    must not be followed by a commit of the events behind it; the worker
+    stops instead, to be read again from its last commit. A failure that
+    shows only while the commit flushes the producer counts too."""
+    import asyncio
+
+    from stream_app import health
+    from stream_app.worker import batching, output
+
+    restarts: list[str] = []
+    monkeypatch.setattr(health, "request_restart", restarts.append)
+    sink = output.Output(None, None, None, exactly_once=False)  # type: ignore[arg-type]
+
+    class Producer:
+        fail_on_flush = False
+
+        async def flush(self) -> None:
+            if self.fail_on_flush:
+                delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                delivery.add_done_callback(sink._on_delivery)
+                delivery.set_exception(TimeoutError())
+
+    class Consumer:
+        in_transaction = False
+        app = type("App", (), {"producer": Producer()})()
+
+        def __init__(self) -> None:
+            self.commits = 0
+
+        async def force_commit(self) -> bool:
+            self.commits += 1
+            return True
+
+    consumer = Consumer()
+    batching.commit_between_batches(consumer, asyncio.Lock(), lambda: sink.failed_sends)
+    assert await consumer.force_commit() is True
+    assert consumer.commits == 1 and restarts == []
+
+    consumer.app.producer.fail_on_flush = True
+    assert await consumer.force_commit() is False
+    assert consumer.commits == 1 and sink.failed_sends == 1
+    assert restarts == ["a send to Kafka failed"]
+    assert await consumer.force_commit() is False  # and never again
+    assert consumer.commits == 1
 
 
 def test_a_batch_cut_short_is_not_acknowledged() -> None:

@@ -9,21 +9,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from faust.streams import _current_event
 
-from .. import faust_patches
+from .. import faust_patches, health
 
 log = logging.getLogger("stream_app.worker")
 
 
-def commit_between_batches(consumer: Any, batch_lock: asyncio.Lock) -> None:
+def commit_between_batches(
+    consumer: Any, batch_lock: asyncio.Lock, failed_sends: Callable[[], int] = lambda: 0
+) -> None:
     """Make Faust's offset commits wait for the batch being evaluated (the
     lock is never held event by event) and, under exactly-once, for the
     producer buffer to drain into the transaction (drain_producer_buffer).
+    Under at-least-once, commit only once every send so far was delivered:
+    after a failed one (`failed_sends`), commit nothing more and stop, so
+    that the worker is read again from its last commit (and restates).
 
     A commit in the middle of a batch would, under exactly-once, commit the
     transaction with the alerts of the batch's first events but without their
@@ -40,10 +45,22 @@ def commit_between_batches(consumer: Any, batch_lock: asyncio.Lock) -> None:
         async with batch_lock:
             if getattr(consumer, "in_transaction", False):
                 await drain_producer_buffer(consumer.app.producer)
+            elif not await _all_delivered(consumer.app.producer, failed_sends):
+                return False
             return await force_commit(*args, **kwargs)
 
     consumer.force_commit = force_commit_between_batches
     consumer._stream_app_guarded = True
+
+
+async def _all_delivered(producer: Any, failed_sends: Callable[[], int]) -> bool:
+    if not failed_sends():
+        await producer.flush()
+        await asyncio.sleep(0)  # let the delivery callbacks of the flush run
+        if not failed_sends():
+            return True
+    health.request_restart("a send to Kafka failed")
+    return False
 
 
 DRAIN_SECONDS = 30.0

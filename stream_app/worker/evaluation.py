@@ -89,7 +89,9 @@ class Evaluation:
         @self.app.agent(both)
         async def evaluate(stream: Any) -> None:
             consumer = evaluation.app.consumer
-            commit_between_batches(consumer, evaluation.batch_lock)
+            commit_between_batches(
+                consumer, evaluation.batch_lock, lambda: evaluation.output.failed_sends
+            )
             if trace.isEnabledFor(logging.DEBUG):
                 trace_offsets(consumer)
             evaluation.store.hold_writes()

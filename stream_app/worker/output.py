@@ -3,8 +3,10 @@ the event that caused it under exactly-once."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -12,6 +14,8 @@ from .. import metrics
 from ..alerts import encode_alert, now_rfc3339
 from ..engine import Transition
 from ..events import Event, Invalid
+
+log = logging.getLogger("stream_app.worker")
 
 
 class Output:
@@ -22,6 +26,9 @@ class Output:
         self.alerts_topic = alerts_topic
         self.dlq_topic = dlq_topic
         self.exactly_once = exactly_once
+        # Sends Kafka refused after its retries (see send_for); a commit
+        # after one would skip events whose output never arrived.
+        self.failed_sends = 0
 
     async def send_for(
         self,
@@ -38,11 +45,21 @@ class Output:
         commits `origin`'s offset, so output and progress commit together.
         Faust itself would pick the transaction of the *destination* partition,
         and none at all for topics the app does not consume (alerts, DLQ).
+
+        Under at-least-once the message goes to Faust's producer directly, not
+        through `Topic.send`: the same Kafka producer, which Faust flushes
+        before each commit, without Topic.send's per-message future,
+        callbacks and sensors (measured: about 0.27 ms a message through
+        Topic.send against 0.03 ms, benchmarks/README.md). A send that fails
+        is counted and stops the next commit (batching.commit_between_batches).
         """
-        if not self.exactly_once:
-            await topic.send(key=key, value=value, partition=partition, headers=headers)
-            return
         app = self.app
+        if not self.exactly_once:
+            delivery = await app.producer.send(
+                topic.get_topic_name(), key, value, partition, None, headers
+            )
+            cast("asyncio.Future[Any]", delivery).add_done_callback(self._on_delivery)
+            return
         group = app.assignor.group_for_topic(origin.topic)
         await app.producer.send(
             topic.get_topic_name(),
@@ -53,6 +70,17 @@ class Output:
             headers,
             transactional_id=f"{app.conf.id}-{group}-{origin.partition}",
         )
+
+    def _on_delivery(self, delivery: asyncio.Future[Any]) -> None:
+        if delivery.cancelled():
+            failure: str = "CancelledError"
+        elif delivery.exception() is not None:
+            failure = type(delivery.exception()).__name__
+        else:
+            return
+        self.failed_sends += 1
+        metrics.SEND_FAILURES.inc()
+        log.error("a send to Kafka failed (%s); no commit from now on", failure)
 
     async def dead_letter(
         self, origin: Any, key: bytes | None, raw: bytes, invalid: Invalid, source: str
@@ -91,4 +119,3 @@ class Output:
         if received_at:
             lag = (datetime.now(UTC) - datetime.fromisoformat(received_at)).total_seconds()
             metrics.INTAKE_LAG_SECONDS.observe(max(lag, 0.0))
-
