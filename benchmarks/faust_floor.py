@@ -54,11 +54,11 @@ FLOOR_FETCH_BYTES = 4 * 1024 * 1024  # faust's default consumer_max_fetch_size
 def build(mode: str, expected: int, out: Path) -> faust.App:
     settings = WorkerSettings()
     app = new_app(settings)
-    # Faust's per-message cost, not a fetch-size cap: the worker fetches
+    # Faust's per-message cost, not the fetch size's: the worker fetches
     # FETCH_BYTES_PER_PARTITION (128 KiB, so that re-key records are not
-    # starved behind a backlog), and with 8 partitions that caps a Faust
-    # agent at about 1,150 claim messages/s however little it does (see
-    # benchmarks/README.md). The floor fetches Faust's default instead.
+    # starved behind a backlog), which costs an agent that does nothing
+    # about 15 % on claim messages (benchmarks/README.md). The floor fetches
+    # Faust's default instead.
     app.conf.consumer_max_fetch_size = FLOOR_FETCH_BYTES
 
     def topic(name: str) -> Any:

@@ -247,3 +247,29 @@ async def test_the_consumer_thread_seeks_partitions_without_a_commit(reset: str,
         ("seek", (("t", 1), 0)),
         (call, (("t", 2),)),
     ]
+
+
+def test_the_consumer_pin_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert faust_patches.source_sha256(faust_patches._original_create_worker_consumer) == (
+        faust_patches.ORIGINAL_CREATE_CONSUMER_SHA256
+    )
+    assert faust_patches._aiokafka_reads_fetch_wait()
+    monkeypatch.setattr(faust_patches, "_aiokafka_reads_fetch_wait", lambda: False)
+    with pytest.raises(faust_patches.FaustVersionError, match="_fetch_max_wait_ms"):
+        faust_patches.check_faust()
+
+
+async def test_the_worker_consumer_waits_at_most_fetch_max_wait() -> None:
+    """0.15.3 asks the broker to hold a fetch up to 1,500 ms; with one request
+    in flight per broker, partitions with records waited behind one for
+    partitions with none (faust_patches module doc)."""
+    from stream_app.settings import WorkerSettings
+    from stream_app.worker.app import new_app
+
+    app = new_app(WorkerSettings(store="memory://", bootstrap_servers="127.0.0.1:9"))
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    original = faust_patches._original_create_worker_consumer(thread, app.transport)
+    patched = thread._create_worker_consumer(app.transport)
+    assert original._fetch_max_wait_ms == 1500
+    assert patched._fetch_max_wait_ms == faust_patches.FETCH_MAX_WAIT_MS == 100
+    assert patched._max_partition_fetch_bytes == original._max_partition_fetch_bytes
