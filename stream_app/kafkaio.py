@@ -143,10 +143,13 @@ async def publish(
     stamp: bool = False,
     key_by: str = "patient_id",
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    weight: Callable[[bytes], int] | None = None,
 ) -> int:
     """Send each non-empty line to the input topic; returns how many were
-    delivered. Raises BrokerError when the broker cannot be reached within
-    `timeout` seconds, or a send fails (the topic missing, the broker lost)."""
+    delivered. `rate` paces messages per second, or units per second of
+    `weight` (a claim's lines, say) when given. Raises BrokerError when the
+    broker cannot be reached within `timeout` seconds, or a send fails (the
+    topic missing, the broker lost)."""
     producer = AIOKafkaProducer(
         **_client_kwargs(settings),
         linger_ms=5,
@@ -156,6 +159,7 @@ async def publish(
     )
     await _start(producer, settings, timeout)
     sent = 0
+    paced = 0  # messages, or units of `weight`, sent so far
     failed: list[BaseException] = []
 
     def delivered(future: asyncio.Future[Any]) -> None:
@@ -175,8 +179,9 @@ async def publish(
             if failed:
                 break
             sent += 1
+            paced += weight(raw) if weight else 1
             if rate:
-                delay = started + sent / rate - loop.time()
+                delay = started + paced / rate - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
         await producer.flush()
