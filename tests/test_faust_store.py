@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -234,6 +235,20 @@ def test_faust_internals_the_worker_relies_on_are_there() -> None:
     assert current_event() is not event
 
 
+class CountingConsumer:
+    """Faust's consumer as commit_between_batches sees it, at-least-once."""
+
+    in_transaction = False
+
+    def __init__(self, producer: Any) -> None:
+        self.app = SimpleNamespace(producer=producer)
+        self.commits = 0
+
+    async def force_commit(self) -> bool:
+        self.commits += 1
+        return True
+
+
 async def test_a_commit_waits_for_the_batch_in_evaluation() -> None:
     import asyncio
 
@@ -243,17 +258,7 @@ async def test_a_commit_waits_for_the_batch_in_evaluation() -> None:
         async def flush(self) -> None:
             await asyncio.sleep(0)
 
-    class Consumer:
-        app = type("App", (), {"producer": Producer()})()
-
-        def __init__(self) -> None:
-            self.commits = 0
-
-        async def force_commit(self) -> bool:
-            self.commits += 1
-            return True
-
-    consumer, batch_lock = Consumer(), asyncio.Lock()
+    consumer, batch_lock = CountingConsumer(Producer()), asyncio.Lock()
     _commit_between_batches(consumer, batch_lock)
     _commit_between_batches(consumer, batch_lock)  # wraps once
     await batch_lock.acquire()
@@ -329,23 +334,13 @@ async def test_no_commit_after_a_failed_send(monkeypatch: Any) -> None:
                 delivery.add_done_callback(sink._on_delivery)
                 delivery.set_exception(TimeoutError())
 
-    class Consumer:
-        in_transaction = False
-        app = type("App", (), {"producer": Producer()})()
-
-        def __init__(self) -> None:
-            self.commits = 0
-
-        async def force_commit(self) -> bool:
-            self.commits += 1
-            return True
-
-    consumer = Consumer()
+    producer = Producer()
+    consumer = CountingConsumer(producer)
     batching.commit_between_batches(consumer, asyncio.Lock(), lambda: sink.failed_sends)
     assert await consumer.force_commit() is True
     assert consumer.commits == 1 and restarts == []
 
-    consumer.app.producer.fail_on_flush = True
+    producer.fail_on_flush = True
     assert await consumer.force_commit() is False
     assert consumer.commits == 1 and sink.failed_sends == 1
     assert restarts == ["a send to Kafka failed"]
