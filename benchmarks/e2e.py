@@ -99,7 +99,7 @@ from benchmarks.e2e_observe import (  # noqa: E402
 )
 from stream_app.engine import Engine  # noqa: E402
 from stream_app.events import Invalid, parse_event  # noqa: E402
-from stream_app.kafkaio import publish  # noqa: E402
+from stream_app.kafkaio import FETCH_MAX_WAIT_MS, publish  # noqa: E402
 from stream_app.store import MemoryStore  # noqa: E402
 from stream_app.topics import ensure_topics, repartition_topic  # noqa: E402
 from tests.integration.harness import (  # noqa: E402
@@ -455,9 +455,6 @@ class Latency:
         if len(self.samples) < 2:
             return None
         return statistics.quantiles(self.samples, n=1000, method="inclusive")[round(q * 1000) - 1]
-
-
-FETCH_MAX_WAIT_MS = 100
 
 
 def lines_in(raw: bytes) -> int:

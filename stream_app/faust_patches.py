@@ -62,7 +62,7 @@ from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 
-from . import faust_drain
+from . import faust_drain, kafkaio
 
 trace = logging.getLogger("stream_app.trace")
 
@@ -85,8 +85,9 @@ _original_seek_to_committed = AIOKafkaConsumerThread.seek_to_committed
 ORIGINAL_CREATE_CONSUMER_SHA256 = "c2701bfc3e6f6cad95c2be36d6a255a86e2c57d18d36cc1082b5fb5c482d99d7"
 _original_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
 
-# How long the broker may hold a fetch request for data (0.15.3: 1,500 ms).
-FETCH_MAX_WAIT_MS = 100
+# How long the broker may hold a fetch request for data (0.15.3: 1,500 ms);
+# the same as the alerts clients' (kafkaio).
+FETCH_MAX_WAIT_MS = kafkaio.FETCH_MAX_WAIT_MS
 
 
 class FaustVersionError(RuntimeError):

@@ -25,6 +25,8 @@ T = TypeVar("T")
 # BrokerError: aiokafka's own request timeout. The command line's `--timeout`
 # is shorter (cli.KAFKA_TIMEOUT_SECONDS).
 DEFAULT_TIMEOUT_SECONDS = 40.0
+# How long the broker may hold an alerts fetch for data (aiokafka: 500 ms).
+FETCH_MAX_WAIT_MS = 100
 CHECK = "check KAFKA_BOOTSTRAP_SERVERS, that the broker is up, and STREAM_APP_SECURITY_PROTOCOL"
 
 
@@ -231,6 +233,9 @@ async def follow_alerts(
         enable_auto_commit=False,
         group_id=None,
         isolation_level="read_committed",
+        # aiokafka's 500 ms: a fetch of idle partitions would hold alerts of
+        # busy ones back that long (stream_app.faust_patches, FETCH_MAX_WAIT_MS)
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     await _start(consumer, settings, timeout)
     count = 0
