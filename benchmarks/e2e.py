@@ -465,7 +465,8 @@ def lines_in(raw: bytes) -> int:
 
 async def measure_latency(deployment: Deployment, port: int, pid: int, stream: Stream,
                           rate: float, drain_timeout: float) -> Latency:
-    """Publish `stream` at `rate` lines/s (a steady rate of messages)."""
+    """Publish `stream` at a steady `rate` lines/s (messages paced by the
+    lines they carry)."""
     settings = deployment.settings
     lines = sum(len(keys) for keys, _ in stream)
     seconds = lines / rate

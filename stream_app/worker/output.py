@@ -54,22 +54,21 @@ class Output:
         is counted and stops the next commit (batching.commit_between_batches).
         """
         app = self.app
-        if not self.exactly_once:
-            delivery = await app.producer.send(
-                topic.get_topic_name(), key, value, partition, None, headers
-            )
-            cast("asyncio.Future[Any]", delivery).add_done_callback(self._on_delivery)
-            return
-        group = app.assignor.group_for_topic(origin.topic)
-        await app.producer.send(
+        transactional_id = None
+        if self.exactly_once:
+            group = app.assignor.group_for_topic(origin.topic)
+            transactional_id = f"{app.conf.id}-{group}-{origin.partition}"
+        delivery = await app.producer.send(
             topic.get_topic_name(),
             key,
             value,
             partition,
             None,
             headers,
-            transactional_id=f"{app.conf.id}-{group}-{origin.partition}",
+            transactional_id=transactional_id,
         )
+        if transactional_id is None:
+            cast("asyncio.Future[Any]", delivery).add_done_callback(self._on_delivery)
 
     def _on_delivery(self, delivery: asyncio.Future[Any]) -> None:
         if delivery.cancelled():
