@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stream_app.synth import DEFAULT_FRACTIONS, Synth  # noqa: E402
-from stream_app.synth_claims import as_claims  # noqa: E402
+from stream_app.synth.claims import as_claims  # noqa: E402
+from stream_app.synth.stream import DEFAULT_FRACTIONS, Synth  # noqa: E402
 
 PERCENTILES = (10, 25, 50, 75, 90, 99)
 
@@ -47,8 +47,10 @@ def describe(sizes: list[int]) -> str:
         f"p{p} {cuts[p - 1]:.0f}" if cuts else f"p{p} {ordered[0]}" for p in PERCENTILES
     )
     mean = statistics.fmean(ordered)
-    return (f"{len(ordered):,} claims, {sum(ordered):,} lines; mean {mean:.1f}, {pct}, "
-            f"min {ordered[0]}, max {ordered[-1]}")
+    return (
+        f"{len(ordered):,} claims, {sum(ordered):,} lines; mean {mean:.1f}, {pct}, "
+        f"min {ordered[0]}, max {ordered[-1]}"
+    )
 
 
 BINS = ((1, 1), (2, 4), (5, 9), (10, 19), (20, 29), (30, 39), (40, None))
@@ -72,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voids", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    synth = Synth(args.patients, args.fractions, args.violation_rate, args.seed,
-                  void_rate=args.voids)
+    synth = Synth(
+        args.patients, args.fractions, args.violation_rate, args.seed, void_rate=args.voids
+    )
     by_type: dict[str, list[int]] = {}
     others: Counter[str] = Counter()
     for doc in as_claims(synth.events()):
@@ -84,18 +87,26 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [size for found in by_type.values() for size in found]
     lines = sum(sizes)
     messages = len(sizes) + sum(others.values())
-    print(f"generate --format claims --patients {args.patients} --fractions {args.fractions} "
-          f"--violation-rate {args.violation_rate} --voids {args.voids} --seed {args.seed}")
-    print(f"messages      {messages:,}: {len(sizes):,} claims carrying {lines:,} lines, "
-          f"{sum(others.values()):,} other messages "
-          f"({', '.join(f'{k} {v:,}' for k, v in sorted(others.items())) or '-'})")
-    print(f"lines/message {(lines + sum(others.values())) / messages:.2f} "
-          f"(every line once, others count 1)")
+    print(
+        f"generate --format claims --patients {args.patients} --fractions {args.fractions} "
+        f"--violation-rate {args.violation_rate} --voids {args.voids} --seed {args.seed}"
+    )
+    print(
+        f"messages      {messages:,}: {len(sizes):,} claims carrying {lines:,} lines, "
+        f"{sum(others.values()):,} other messages "
+        f"({', '.join(f'{k} {v:,}' for k, v in sorted(others.items())) or '-'})"
+    )
+    print(
+        f"lines/message {(lines + sum(others.values())) / messages:.2f} "
+        f"(every line once, others count 1)"
+    )
     print(f"all claims    {describe(sizes)}")
     print(f"              {histogram(sizes)}")
     for name, found in sorted(by_type.items()):
-        print(f"{name:<13} {describe(found)}; {100 * len(found) / len(sizes):.0f}% of claims, "
-              f"{100 * sum(found) / lines:.0f}% of lines")
+        print(
+            f"{name:<13} {describe(found)}; {100 * len(found) / len(sizes):.0f}% of claims, "
+            f"{100 * sum(found) / lines:.0f}% of lines"
+        )
     return 0
 
 

@@ -6,7 +6,7 @@
 
 Starts its own single-node Kafka (deploy/local/kafka.sh, free ports, a state
 directory under .cache/bench/) with the helpers of tests/integration/harness.py
-and stops it at the end. The stream is --lines lines of stream_app.synth
+and stops it at the end. The stream is --lines lines of stream_app.synth.stream
 (--patients, by default lines / 80), as line messages and as the claim
 messages of `generate --format claims` (the same lines; benchmarks/e2e_claims.py).
 Each way of publishing it (claims by patient, lines by patient, lines by
@@ -97,11 +97,11 @@ from benchmarks.e2e_observe import (  # noqa: E402
     scrape,
     total,
 )
-from stream_app.engine import Engine  # noqa: E402
-from stream_app.events import Invalid, parse_event  # noqa: E402
-from stream_app.kafkaio import FETCH_MAX_WAIT_MS, publish  # noqa: E402
-from stream_app.store import MemoryStore  # noqa: E402
-from stream_app.topics import ensure_topics, repartition_topic  # noqa: E402
+from stream_app.core.engine import Engine  # noqa: E402
+from stream_app.core.events import Invalid, parse_event  # noqa: E402
+from stream_app.core.store import MemoryStore  # noqa: E402
+from stream_app.stream.kafkaio import FETCH_MAX_WAIT_MS, publish  # noqa: E402
+from stream_app.stream.topics import ensure_topics, repartition_topic  # noqa: E402
 from tests.integration.harness import (  # noqa: E402
     Broker,
     Deployment,
@@ -133,12 +133,23 @@ def read_lines(path: Path) -> Iterator[bytes]:
 def open_course_lines(courses: int) -> list[bytes]:
     """One IMRT delivery line per course, each course its own patient, all on one day."""
     return [
-        orjson.dumps({
-            "claim_id": f"I25{i:010d}", "line_number": 1, "patient_id": f"R{i:09d}",
-            "course_id": f"R{i:09d}-RT1", "site": "prostate", "date_of_service": "2025-03-03",
-            "hcpcs": "77385", "modifiers": [], "units": 1, "claim_type": "institutional",
-            "payer_id": "CIGNA", "payer_type": "commercial", "diagnosis_codes": ["Z51.0", "C61"],
-        })
+        orjson.dumps(
+            {
+                "claim_id": f"I25{i:010d}",
+                "line_number": 1,
+                "patient_id": f"R{i:09d}",
+                "course_id": f"R{i:09d}-RT1",
+                "site": "prostate",
+                "date_of_service": "2025-03-03",
+                "hcpcs": "77385",
+                "modifiers": [],
+                "units": 1,
+                "claim_type": "institutional",
+                "payer_id": "CIGNA",
+                "payer_type": "commercial",
+                "diagnosis_codes": ["Z51.0", "C61"],
+            }
+        )
         for i in range(courses)
     ]
 
@@ -153,7 +164,9 @@ def count_open_courses(lines: Iterable[bytes]) -> int:
             raise ValueError(f"crafted line is invalid: {event.reason} {event.detail}")
         engine.apply(event)
     return sum(
-        1 for state in store.patients.values() for status in state.courses.values()
+        1
+        for state in store.patients.values()
+        for status in state.courses.values()
         if not status.closed
     )
 
@@ -177,8 +190,10 @@ def create_topics(deployment: Deployment, extra: tuple[str, ...] = ()) -> None:
             names = [settings.input_topic, settings.alerts_topic, *extra]
             for _ in range(100):  # else the first sends log NotLeaderForPartition retries
                 described = await admin.describe_topics(names)
-                if all(topic["partitions"] and all(p["leader"] >= 0 for p in topic["partitions"])
-                       for topic in described):
+                if all(
+                    topic["partitions"] and all(p["leader"] >= 0 for p in topic["partitions"])
+                    for topic in described
+                ):
                     break
                 await asyncio.sleep(0.2)
         finally:
@@ -196,8 +211,11 @@ def start_worker(deployment: Deployment, prefix: list[str]) -> WorkerProcess:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_path, "ab")  # noqa: SIM115 - owned by the WorkerProcess
     process = subprocess.Popen(
-        [*prefix, sys.executable, "-m", "stream_app", "worker"], env=env, stdout=out,
-        stderr=subprocess.STDOUT, cwd=ROOT,
+        [*prefix, sys.executable, "-m", "stream_app", "worker"],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
     )
     return WorkerProcess(process, log_path, int(env["STREAM_APP_WEB_PORT"]), out)
 
@@ -238,10 +256,15 @@ class Baseline:
 
 async def bare_loop(bootstrap: str, source: str, sink: str, expected: int) -> Baseline:
     """Consume `source`, parse, produce one message per input to `sink` (keyed by patient)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all",
-                                max_request_size=4 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, acks="all", max_request_size=4 * 1024 * 1024
+    )
     await consumer.start()
     await producer.start()
     try:
@@ -263,8 +286,9 @@ async def bare_loop(bootstrap: str, source: str, sink: str, expected: int) -> Ba
                 for record in records:
                     doc = loads(record.value)
                     key = doc.get("patient_id") if isinstance(doc, dict) else None
-                    await producer.send(sink, record.value,
-                                        key=key.encode() if isinstance(key, str) else None)
+                    await producer.send(
+                        sink, record.value, key=key.encode() if isinstance(key, str) else None
+                    )
                     count += 1
         await producer.flush()
         return Baseline(count, time.perf_counter() - started)
@@ -277,9 +301,19 @@ def run_baseline(deployment: Deployment, lines: int) -> tuple[Baseline, float]:
     sink = f"{deployment.name}-baseline-out"
     create_topics(deployment, (sink,))
     child = subprocess.run(
-        [sys.executable, __file__, "--baseline-child", deployment.broker.bootstrap,
-         deployment.settings.input_topic, sink, str(lines)],
-        check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            __file__,
+            "--baseline-child",
+            deployment.broker.bootstrap,
+            deployment.settings.input_topic,
+            sink,
+            str(lines),
+        ],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     result = json.loads(child.stdout.strip().splitlines()[-1])
     return Baseline(result["lines"], result["seconds"]), float(result["cpu"])
@@ -298,9 +332,21 @@ def run_floor(deployment: Deployment, lines: int, mode: str) -> tuple[Baseline, 
     log_path = deployment.data_root / f"{app_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "faust_floor.py"), mode,
-                        str(lines), str(out)], env=env, stdout=log_file,
-                       stderr=subprocess.STDOUT, cwd=ROOT, timeout=3600, check=False)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "faust_floor.py"),
+                mode,
+                str(lines),
+                str(out),
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            timeout=3600,
+            check=False,
+        )
     if not out.exists():
         raise RuntimeError(f"faust floor {mode} wrote no result; see {log_path}")
     result = json.loads(out.read_text())
@@ -339,8 +385,14 @@ class Throughput:
         return self.lines / self.seconds_to_processed if self.seconds_to_processed else 0.0
 
 
-async def watch_catch_up(deployment: Deployment, worker: WorkerProcess, pid: int,
-                         expected: int, timeout: float, lines: int | None = None) -> Throughput:
+async def watch_catch_up(
+    deployment: Deployment,
+    worker: WorkerProcess,
+    pid: int,
+    expected: int,
+    timeout: float,
+    lines: int | None = None,
+) -> Throughput:
     """From the worker's first consumed record until it has evaluated `expected`
     messages (carrying `lines` lines, as many by default) and its group's
     committed lag is zero. Fails if the worker exits or makes no progress for
@@ -354,28 +406,39 @@ async def watch_catch_up(deployment: Deployment, worker: WorkerProcess, pid: int
     cpu_at_first = busy_at_first = 0.0
     last_t, last_n = 0.0, 0.0
     progress_t, progress_n = time.monotonic(), 0.0
-    async with LagProbe(deployment.broker.bootstrap, settings.id,
-                        [settings.input_topic, repartition_topic(settings)]) as probe:
+    async with LagProbe(
+        deployment.broker.bootstrap,
+        settings.id,
+        [settings.input_topic, repartition_topic(settings)],
+    ) as probe:
         while loop.time() < deadline:
             now = time.monotonic()
             samples = await asyncio.to_thread(scrape, port)
-            received = total(samples, "faust_messages_received_per_topic_total",
-                             topic=settings.input_topic)
+            received = total(
+                samples, "faust_messages_received_per_topic_total", topic=settings.input_topic
+            )
             done = total(samples, LINES_METRIC)
             if done > progress_n:
                 progress_t, progress_n = now, done
             elif worker.process.poll() is not None or now - progress_t > STALL_SECONDS:
-                state = "exited" if worker.process.poll() is not None else (
-                    f"made no progress for {STALL_SECONDS:.0f}s")
-                raise RuntimeError(f"worker {state} at {done:,.0f} / {expected:,} lines; "
-                                   f"its log ({worker.log_path}) ends:\n{worker.tail(15)}")
+                state = (
+                    "exited"
+                    if worker.process.poll() is not None
+                    else (f"made no progress for {STALL_SECONDS:.0f}s")
+                )
+                raise RuntimeError(
+                    f"worker {state} at {done:,.0f} / {expected:,} lines; "
+                    f"its log ({worker.log_path}) ends:\n{worker.tail(15)}"
+                )
             if received and not first:
                 first, cpu_at_first, last_t = now, cpu_seconds(pid), now
                 busy_at_first = machine_busy()
             if first and now - last_t >= 10:
                 result.windows.append((now - first, (done - last_n) / (now - last_t)))
-                log(f"  {done:>10,.0f} / {expected:,} messages evaluated, "
-                    f"{result.windows[-1][1]:,.0f} msgs/s over the last {now - last_t:.0f}s")
+                log(
+                    f"  {done:>10,.0f} / {expected:,} messages evaluated, "
+                    f"{result.windows[-1][1]:,.0f} msgs/s over the last {now - last_t:.0f}s"
+                )
                 last_t, last_n = now, done
             if done >= expected:
                 if not result.seconds_to_processed:
@@ -386,11 +449,11 @@ async def watch_catch_up(deployment: Deployment, worker: WorkerProcess, pid: int
                     result.machine_cpu_seconds = machine_busy() - busy_at_first
                     result.alerts = int(total(samples, "stream_app_alert_transitions_total"))
                     result.batches = int(total(samples, "stream_app_batches_total"))
-                    result.table_writes = int(
-                        total(samples, "stream_app_batch_table_writes_total"))
-                    result.routed = {route: int(total(samples, "stream_app_routed_total",
-                                                      route=route))
-                                     for route in ("direct", "rekeyed")}
+                    result.table_writes = int(total(samples, "stream_app_batch_table_writes_total"))
+                    result.routed = {
+                        route: int(total(samples, "stream_app_routed_total", route=route))
+                        for route in ("direct", "rekeyed")
+                    }
                     for labels, value in samples.get("faust_topic_messages_sent_total", []):
                         topic = labels.get("topic", "?").removeprefix("topic.")
                         topic = topic.removeprefix(f"{settings.id}-")
@@ -400,8 +463,9 @@ async def watch_catch_up(deployment: Deployment, worker: WorkerProcess, pid: int
     raise TimeoutError(f"worker did not catch up in {timeout:.0f}s")
 
 
-def run_throughput(deployment: Deployment, messages: int, lines: int, prefix: list[str],
-                   timeout: float) -> Throughput:
+def run_throughput(
+    deployment: Deployment, messages: int, lines: int, prefix: list[str], timeout: float
+) -> Throughput:
     worker = start_worker(deployment, prefix)
     try:
         pid = worker_pid(worker, bool(prefix))
@@ -412,7 +476,8 @@ def run_throughput(deployment: Deployment, messages: int, lines: int, prefix: li
         result.rss_kib, result.hwm_kib = memory.get("VmRSS", 0), memory.get("VmHWM", 0)
         result.data_mb = dir_mb(deployment.data_root / "worker0")
         result.changelog = asyncio.run(
-            changelog_messages(deployment.broker.bootstrap, deployment.settings.id))
+            changelog_messages(deployment.broker.bootstrap, deployment.settings.id)
+        )
         return result
     finally:
         if prefix:  # stop the worker, not py-spy: it writes its profile when the child exits
@@ -463,8 +528,9 @@ def lines_in(raw: bytes) -> int:
     return max(1, len(doc.get("lines") or ())) if isinstance(doc, dict) else 1
 
 
-async def measure_latency(deployment: Deployment, port: int, pid: int, stream: Stream,
-                          rate: float, drain_timeout: float) -> Latency:
+async def measure_latency(
+    deployment: Deployment, port: int, pid: int, stream: Stream, rate: float, drain_timeout: float
+) -> Latency:
     """Publish `stream` at a steady `rate` lines/s (messages paced by the
     lines they carry)."""
     settings = deployment.settings
@@ -475,12 +541,16 @@ async def measure_latency(deployment: Deployment, port: int, pid: int, stream: S
     sent_at: dict[tuple[str, int], float] = {}
     seen: set[str] = set()
     stop = asyncio.Event()
-    consumer = AIOKafkaConsumer(settings.alerts_topic, bootstrap_servers=settings.bootstrap_servers,
-                                group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest",
-                                # aiokafka's 500 ms: a fetch of idle partitions
-                                # holds back the busy ones (faust_patches)
-                                fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+    consumer = AIOKafkaConsumer(
+        settings.alerts_topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        # aiokafka's 500 ms: a fetch of idle partitions
+        # holds back the busy ones (faust_patches)
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+    )
     await consumer.start()
 
     async def read_alerts() -> None:
@@ -515,8 +585,7 @@ async def measure_latency(deployment: Deployment, port: int, pid: int, stream: S
         started = time.monotonic()
         # Steady in lines, not messages: a run of monthly institutional claims
         # paced as messages came at up to 1.8x the line rate asked for.
-        result.sent = await publish(settings, messages(), rate=rate, stamp=True,
-                                    weight=lines_in)
+        result.sent = await publish(settings, messages(), rate=rate, stamp=True, weight=lines_in)
         result.publish_seconds = time.monotonic() - started
         done = total(await asyncio.to_thread(scrape, port), LINES_METRIC)
         result.backlog_at_end = int(result.sent - done)
@@ -541,15 +610,19 @@ async def measure_latency(deployment: Deployment, port: int, pid: int, stream: S
     return result
 
 
-def run_latency(deployment: Deployment, stream: Stream, rate: float,
-                drain_timeout: float) -> Latency:
+def run_latency(
+    deployment: Deployment, stream: Stream, rate: float, drain_timeout: float
+) -> Latency:
     create_topics(deployment)
     worker = deployment.start_worker(wait=False)
     try:
         wait_ready(worker)
         time.sleep(2.0)  # let the first rebalance settle
-        return asyncio.run(measure_latency(deployment, worker.web_port, worker.process.pid,
-                                           stream, rate, drain_timeout))
+        return asyncio.run(
+            measure_latency(
+                deployment, worker.web_port, worker.process.pid, stream, rate, drain_timeout
+            )
+        )
     finally:
         worker.stop()
 
@@ -618,69 +691,111 @@ class Report:
 
 
 def latency_rows(report: Report, label: str, latency: Latency) -> None:
-    state = "sustained" if latency.sustained else (
-        f"NOT sustained: {latency.backlog_at_end:,} messages behind when publishing ended"
-        + ("" if latency.drained_seconds is not None else ", not drained")
+    state = (
+        "sustained"
+        if latency.sustained
+        else (
+            f"NOT sustained: {latency.backlog_at_end:,} messages behind when publishing ended"
+            + ("" if latency.drained_seconds is not None else ", not drained")
+        )
     )
-    report.add(f"{label}: rate", f"{latency.rate:,.0f} lines/s target "
-               f"({latency.message_rate:,.0f} {latency.kind} msgs/s), "
-               f"{latency.lines_sent / latency.publish_seconds:,.0f} achieved, "
-               f"{latency.sent:,} messages ({latency.lines_sent:,} lines) in "
-               f"{latency.publish_seconds:.0f}s ({state})")
+    report.add(
+        f"{label}: rate",
+        f"{latency.rate:,.0f} lines/s target "
+        f"({latency.message_rate:,.0f} {latency.kind} msgs/s), "
+        f"{latency.lines_sent / latency.publish_seconds:,.0f} achieved, "
+        f"{latency.sent:,} messages ({latency.lines_sent:,} lines) in "
+        f"{latency.publish_seconds:.0f}s ({state})",
+    )
     if latency.drained_seconds is not None:
         report.add(f"{label}: drained after publish", f"{latency.drained_seconds:.1f}s")
-    report.add(f"{label}: CPU", f"worker {100 * latency.cpu_share:.0f}% of one core; machine "
-               f"{latency.machine_share:.2f} of {os.cpu_count()} CPUs busy")
-    report.add(f"{label}: alert consumer p50 / p99",
-               f"{ms(latency.client(0.5))} / {ms(latency.client(0.99))} "
-               f"(max {ms(max(latency.samples, default=None))}, "
-               f"{len(latency.samples):,} first 'open' messages of {latency.alerts:,})")
-    report.add(f"{label}: worker histogram p50 / p99",
-               f"{ms(latency.worker_p50)} / {ms(latency.worker_p99)} "
-               f"({LAG_HISTOGRAM}, {latency.worker_count:,} events)")
+    report.add(
+        f"{label}: CPU",
+        f"worker {100 * latency.cpu_share:.0f}% of one core; machine "
+        f"{latency.machine_share:.2f} of {os.cpu_count()} CPUs busy",
+    )
+    report.add(
+        f"{label}: alert consumer p50 / p99",
+        f"{ms(latency.client(0.5))} / {ms(latency.client(0.99))} "
+        f"(max {ms(max(latency.samples, default=None))}, "
+        f"{len(latency.samples):,} first 'open' messages of {latency.alerts:,})",
+    )
+    report.add(
+        f"{label}: worker histogram p50 / p99",
+        f"{ms(latency.worker_p50)} / {ms(latency.worker_p99)} "
+        f"({LAG_HISTOGRAM}, {latency.worker_count:,} events)",
+    )
 
 
 def throughput_rows(report: Report, label: str, t: Throughput) -> None:
     carried = f"{t.lines:,} lines" + (
-        f" in {t.messages:,} messages" if t.messages != t.lines else "")
-    report.add(f"{label}: first record -> lag 0",
-               f"{t.rate:,.0f} lines/s ({carried}, {t.seconds_to_lag_zero:.1f}s; start-up "
-               f"before the first record {t.ready_seconds:.1f}s)")
-    report.add(f"{label}: first record -> all evaluated",
-               f"{t.processing_rate:,.0f} lines/s ({t.seconds_to_processed:.1f}s, {LINES_METRIC})")
+        f" in {t.messages:,} messages" if t.messages != t.lines else ""
+    )
+    report.add(
+        f"{label}: first record -> lag 0",
+        f"{t.rate:,.0f} lines/s ({carried}, {t.seconds_to_lag_zero:.1f}s; start-up "
+        f"before the first record {t.ready_seconds:.1f}s)",
+    )
+    report.add(
+        f"{label}: first record -> all evaluated",
+        f"{t.processing_rate:,.0f} lines/s ({t.seconds_to_processed:.1f}s, {LINES_METRIC})",
+    )
     if t.windows:
         rates = [r for _, r in t.windows]
-        report.add(f"{label}: 10 s windows", f"min {min(rates):,.0f}, median "
-                   f"{statistics.median(rates):,.0f}, max {max(rates):,.0f} messages/s")
+        report.add(
+            f"{label}: 10 s windows",
+            f"min {min(rates):,.0f}, median "
+            f"{statistics.median(rates):,.0f}, max {max(rates):,.0f} messages/s",
+        )
     seconds = t.seconds_to_lag_zero
-    report.add(f"{label}: CPU", f"{t.cpu_seconds:,.0f} CPU s = "
-               f"{1e3 * t.cpu_seconds / t.lines:.2f} CPU ms/line, "
-               f"{100 * t.cpu_seconds / seconds:.0f}% of one core; machine "
-               f"{t.machine_cpu_seconds / seconds:.2f} of {os.cpu_count()} CPUs busy")
-    report.add(f"{label}: RSS at the end", f"VmRSS {mib(t.rss_kib)}, VmHWM "
-               f"{mib(t.hwm_kib)}; RocksDB dir {t.data_mb:,.0f} MB; "
-               f"{t.alerts:,} alert messages")
-    report.add(f"{label}: routed", ", ".join(f"{route} {n:,}" for route, n in t.routed.items())
-               + " messages (stream_app_routed_total)")
+    report.add(
+        f"{label}: CPU",
+        f"{t.cpu_seconds:,.0f} CPU s = "
+        f"{1e3 * t.cpu_seconds / t.lines:.2f} CPU ms/line, "
+        f"{100 * t.cpu_seconds / seconds:.0f}% of one core; machine "
+        f"{t.machine_cpu_seconds / seconds:.2f} of {os.cpu_count()} CPUs busy",
+    )
+    report.add(
+        f"{label}: RSS at the end",
+        f"VmRSS {mib(t.rss_kib)}, VmHWM "
+        f"{mib(t.hwm_kib)}; RocksDB dir {t.data_mb:,.0f} MB; "
+        f"{t.alerts:,} alert messages",
+    )
+    report.add(
+        f"{label}: routed",
+        ", ".join(f"{route} {n:,}" for route, n in t.routed.items())
+        + " messages (stream_app_routed_total)",
+    )
     if t.changelog:
         writes = sum(t.changelog.values())
-        report.add(f"{label}: changelog writes", f"{writes / t.lines:.2f} per line, "
-                   f"{writes / t.messages:.2f} per message ({writes:,}: "
-                   + ", ".join(f"{table} {n:,}" for table, n in sorted(t.changelog.items()))
-                   + "; end offsets)")
+        report.add(
+            f"{label}: changelog writes",
+            f"{writes / t.lines:.2f} per line, "
+            f"{writes / t.messages:.2f} per message ({writes:,}: "
+            + ", ".join(f"{table} {n:,}" for table, n in sorted(t.changelog.items()))
+            + "; end offsets)",
+        )
     if t.batches:
-        report.add(f"{label}: batches", f"{t.batches:,}, {t.messages / t.batches:,.0f} "
-                   f"messages per batch; {t.table_writes / t.lines:.2f} table writes per line "
-                   "(stream_app_batch_table_writes_total)")
+        report.add(
+            f"{label}: batches",
+            f"{t.batches:,}, {t.messages / t.batches:,.0f} "
+            f"messages per batch; {t.table_writes / t.lines:.2f} table writes per line "
+            "(stream_app_batch_table_writes_total)",
+        )
     if t.sent_by_topic:
-        report.add(f"{label}: messages produced per line", ", ".join(
-            f"{topic} {n / t.lines:.2f}" for topic, n in sorted(t.sent_by_topic.items())))
+        report.add(
+            f"{label}: messages produced per line",
+            ", ".join(f"{topic} {n / t.lines:.2f}" for topic, n in sorted(t.sent_by_topic.items())),
+        )
 
 
 def replay_rows(report: Report, label: str, replayed: Replayed) -> None:
-    report.add(label, f"{replayed.rate:,.0f} lines/s ({replayed.lines:,} lines in "
-               f"{replayed.messages:,} messages, {replayed.seconds:.2f}s; "
-               f"{replayed.alerts:,} alert messages; in-process, MemoryStore)")
+    report.add(
+        label,
+        f"{replayed.rate:,.0f} lines/s ({replayed.lines:,} lines in "
+        f"{replayed.messages:,} messages, {replayed.seconds:.2f}s; "
+        f"{replayed.alerts:,} alert messages; in-process, MemoryStore)",
+    )
 
 
 # -- phases ---------------------------------------------------------------------------------
@@ -722,8 +837,7 @@ class Run:
     published: dict[str, tuple[Deployment, int]] = field(default_factory=dict)
 
     def deployment(self, phase: str, name: str) -> Deployment:
-        return Deployment(self.broker, self.run_dir / phase, name=name,
-                          extra_env=self.worker_env)
+        return Deployment(self.broker, self.run_dir / phase, name=name, extra_env=self.worker_env)
 
     def input_of(self, streams: Streams, claims: bool, key_by: str) -> tuple[Deployment, int]:
         """A deployment whose input topic holds the stream (published once)."""
@@ -736,8 +850,11 @@ class Run:
             started = time.monotonic()
             count = deployment.publish(read_lines(path), key_by=key_by)
             seconds = time.monotonic() - started
-            self.report.add(f"publish {name}", f"{count:,} messages in {seconds:.1f}s = "
-                            f"{count / seconds:,.0f} msgs/s (kafkaio.publish)")
+            self.report.add(
+                f"publish {name}",
+                f"{count:,} messages in {seconds:.1f}s = "
+                f"{count / seconds:,.0f} msgs/s (kafkaio.publish)",
+            )
             self.published[name] = (deployment, count)
         return self.published[name]
 
@@ -748,17 +865,22 @@ def stream_phases(run: Run) -> None:
     patients = args.patients or default_patients(args.lines)
     streams = build_streams(CACHE, args.lines, patients, args.seed, args.reuse)
     targets.lines_per_message = streams.lines_per_message
-    report.add("stream", f"{streams.lines:,} lines of {patients:,} patients "
-               f"(ready in {time.monotonic() - started:.0f}s): {streams.lines_path.name}; as "
-               f"claims {streams.claim_messages:,} messages ({streams.claims:,} claims, "
-               f"{streams.lines_per_message:.2f} lines/message): {streams.claims_path.name}")
+    report.add(
+        "stream",
+        f"{streams.lines:,} lines of {patients:,} patients "
+        f"(ready in {time.monotonic() - started:.0f}s): {streams.lines_path.name}; as "
+        f"claims {streams.claim_messages:,} messages ({streams.claims:,} claims, "
+        f"{streams.lines_per_message:.2f} lines/message): {streams.claims_path.name}",
+    )
     if "baseline" in phases:
         deployment, count = run.input_of(streams, False, "patient_id")
         log("baseline: bare aiokafka consume-parse-produce loop (subprocess)")
         baseline, cpu = run_baseline(deployment, count)
-        report.add("baseline: bare aiokafka loop, line msgs",
-                   f"{baseline.rate:,.0f} msgs/s ({baseline.lines:,} in "
-                   f"{baseline.seconds:.1f}s, {cpu:.0f} CPU s)")
+        report.add(
+            "baseline: bare aiokafka loop, line msgs",
+            f"{baseline.rate:,.0f} msgs/s ({baseline.lines:,} in "
+            f"{baseline.seconds:.1f}s, {cpu:.0f} CPU s)",
+        )
     if "floor" in phases:
         floors = [(False, mode) for mode in FLOOR_MODES]
         if "claims" in phases:
@@ -768,9 +890,11 @@ def stream_phases(run: Run) -> None:
             kind = "claim" if claims else "line"
             log(f"floor: Faust {mode} on {kind} messages (benchmarks/faust_floor.py)")
             floor, cpu = run_floor(deployment, count, mode)
-            report.add(f"floor: Faust {mode}, {kind} msgs",
-                       f"{floor.rate:,.0f} msgs/s ({floor.lines:,} in {floor.seconds:.1f}s, "
-                       f"{cpu:.0f} CPU s)")
+            report.add(
+                f"floor: Faust {mode}, {kind} msgs",
+                f"{floor.rate:,.0f} msgs/s ({floor.lines:,} in {floor.seconds:.1f}s, "
+                f"{cpu:.0f} CPU s)",
+            )
             if mode == "pass" and claims:
                 targets.floor_claims_rate = floor.rate
             elif mode == "pass":
@@ -793,8 +917,17 @@ def worker_phase(run: Run, streams: Streams, spec: WorkerRun) -> None:
     prefix: list[str] = []
     raw_profile = run.run_dir / f"py-spy-{spec.phase}.txt"
     if run.profiler:
-        prefix = [run.profiler, "record", "--format", "raw", "--rate", "100",
-                  "--output", str(raw_profile), "--"]
+        prefix = [
+            run.profiler,
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "100",
+            "--output",
+            str(raw_profile),
+            "--",
+        ]
     result = run_throughput(deployment, count, streams.lines, prefix, run.args.timeout)
     throughput_rows(run.report, spec.label, result)
     if run.profiler and raw_profile.exists():
@@ -824,15 +957,20 @@ def latency_phase(run: Run) -> None:
     latency_rows(run.report, label, result)
     if not result.sustained and known:
         rate = round(known * args.sustain, -1)
-        log(f"latency: not sustained; again at {rate:,.0f} lines/s "
-            f"({args.sustain:.0%} of {known:,.0f})")
-        stream = latency_messages(int(rate * args.seconds), default_patients(count),
-                                  args.seed + 1, claims)
+        log(
+            f"latency: not sustained; again at {rate:,.0f} lines/s "
+            f"({args.sustain:.0%} of {known:,.0f})"
+        )
+        stream = latency_messages(
+            int(rate * args.seconds), default_patients(count), args.seed + 1, claims
+        )
         result = run_latency(run.deployment("latency2", "e2e-lat2"), stream, rate, args.drain)
         latency_rows(run.report, f"latency @{rate:,.0f} lines/s, {kind} msgs", result)
     elif not result.sustained and not targets.claims_rate:
-        run.report.notes.append("latency: not sustained and no throughput known "
-                                "(run claims or pass --throughput) for a second run")
+        run.report.notes.append(
+            "latency: not sustained and no throughput known "
+            "(run claims or pass --throughput) for a second run"
+        )
     targets.latency_p99 = result.client(0.99)
     targets.latency_sustained = result.sustained
     targets.latency_rate = rate
@@ -844,50 +982,97 @@ def rss_phase(run: Run) -> None:
     courses = run.args.open_courses
     log(f"rss: {courses:,} open courses")
     memory = run_rss(run.deployment("rss", "e2e-rss"), courses, run.args.timeout)
-    run.report.add("rss: open courses", f"{memory.courses:,} published, "
-                   f"{memory.verified_open:,} open after the same lines in replay's engine; "
-                   f"caught up in {memory.seconds:.0f}s")
-    run.report.add("rss: worker", f"VmRSS {mib(memory.rss_kib)}, VmHWM "
-                   f"{mib(memory.hwm_kib)} (idle before: {mib(memory.idle_rss_kib)}; "
-                   f"{1024 * (memory.rss_kib - memory.idle_rss_kib) / memory.courses:,.0f} "
-                   f"B/course); RocksDB dir {memory.data_mb:,.0f} MB")
+    run.report.add(
+        "rss: open courses",
+        f"{memory.courses:,} published, "
+        f"{memory.verified_open:,} open after the same lines in replay's engine; "
+        f"caught up in {memory.seconds:.0f}s",
+    )
+    run.report.add(
+        "rss: worker",
+        f"VmRSS {mib(memory.rss_kib)}, VmHWM "
+        f"{mib(memory.hwm_kib)} (idle before: {mib(memory.idle_rss_kib)}; "
+        f"{1024 * (memory.rss_kib - memory.idle_rss_kib) / memory.courses:,.0f} "
+        f"B/course); RocksDB dir {memory.data_mb:,.0f} MB",
+    )
     run.targets.rss_mib = memory.rss_kib / 1024
     run.targets.rss_courses = memory.verified_open
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--lines", type=int, default=1_000_000,
-                        help="lines of the stream (1,000,000)")
-    parser.add_argument("--patients", type=int, default=None,
-                        help="patients of the stream (default: lines / 100, whole courses)")
+    parser.add_argument(
+        "--lines", type=int, default=1_000_000, help="lines of the stream (1,000,000)"
+    )
+    parser.add_argument(
+        "--patients",
+        type=int,
+        default=None,
+        help="patients of the stream (default: lines / 100, whole courses)",
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rate", type=float, default=5000.0,
-                        help="latency: lines/s when claims is not measured in the run (5,000)")
-    parser.add_argument("--latency-format", choices=("claims", "lines"), default="claims",
-                        help="latency: messages when claims is not measured (claims)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=5000.0,
+        help="latency: lines/s when claims is not measured in the run (5,000)",
+    )
+    parser.add_argument(
+        "--latency-format",
+        choices=("claims", "lines"),
+        default="claims",
+        help="latency: messages when claims is not measured (claims)",
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="latency duration (60)")
-    parser.add_argument("--sustain", type=float, default=0.6,
-                        help="latency re-run rate as a share of --throughput (0.6)")
-    parser.add_argument("--throughput", type=float, default=None,
-                        help="worker lines/s for --sustain (when claims is not measured)")
-    parser.add_argument("--drain", type=float, default=120.0,
-                        help="latency: seconds to wait for the backlog after publishing (120)")
+    parser.add_argument(
+        "--sustain",
+        type=float,
+        default=0.6,
+        help="latency re-run rate as a share of --throughput (0.6)",
+    )
+    parser.add_argument(
+        "--throughput",
+        type=float,
+        default=None,
+        help="worker lines/s for --sustain (when claims is not measured)",
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=120.0,
+        help="latency: seconds to wait for the backlog after publishing (120)",
+    )
     parser.add_argument("--open-courses", type=int, default=100_000, help="rss (100,000)")
-    parser.add_argument("--only", default="baseline,floor,replay,claims,lines,lines-by-claim,"
-                        "latency,rss",
-                        help=f"comma-separated phases to run: {', '.join(PHASES)} (all)")
-    parser.add_argument("--timeout", type=float, default=3600.0,
-                        help="seconds a worker may take to catch up (3600)")
+    parser.add_argument(
+        "--only",
+        default="baseline,floor,replay,claims,lines,lines-by-claim,latency,rss",
+        help=f"comma-separated phases to run: {', '.join(PHASES)} (all)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds a worker may take to catch up (3600)"
+    )
     parser.add_argument("--reuse", action="store_true", help="reuse the cached stream files")
-    parser.add_argument("--today-by-claim", type=float, default=None, metavar="LINES_PER_S",
-                        help="(c)'s baseline: the previous worker's lines/s on the same stream "
-                             "(default: 1,027, 1M lines on 2026-11-27)")
-    parser.add_argument("--profile", action="store_true",
-                        help="run each worker run under `py-spy record` and print hotspots")
+    parser.add_argument(
+        "--today-by-claim",
+        type=float,
+        default=None,
+        metavar="LINES_PER_S",
+        help="(c)'s baseline: the previous worker's lines/s on the same stream "
+        "(default: 1,027, 1M lines on 2026-11-27)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run each worker run under `py-spy record` and print hotspots",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
-    parser.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment of every worker (repeatable), for experiments")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of every worker (repeatable), for experiments",
+    )
     parser.add_argument("--baseline-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if any("=" not in item for item in args.worker_env):
@@ -917,8 +1102,9 @@ def main(argv: list[str] | None = None) -> int:
     CACHE.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="e2e-", dir=CACHE))
     broker = Broker(free_port(), free_port(), run_dir / "kafka")
-    run = Run(args, args.phases, broker, run_dir,
-              dict(item.split("=", 1) for item in args.worker_env))
+    run = Run(
+        args, args.phases, broker, run_dir, dict(item.split("=", 1) for item in args.worker_env)
+    )
     log(f"run directory {run_dir.relative_to(ROOT)}; starting the broker on {broker.bootstrap}")
     broker.start()
     run.profiler = py_spy() if args.profile else None
@@ -955,15 +1141,21 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("commands:")
     print(f"  {command}")
-    print(f"  load average at the start: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} "
-          f"(1, 5, 15 min); {os.cpu_count()} CPUs shared by the broker, the worker and the "
-          "load generator")
-    print("  worker: STREAM_APP_STORE=rocksdb:// (default) KAFKA_BOOTSTRAP_SERVERS=<broker> "
-          "STREAM_APP_ID=e2e-<stream>-app ... .venv/bin/python -m stream_app worker "
-          "(tests/integration/harness.py Deployment.worker_env)"
-          + (f" with {' '.join(args.worker_env)}" if args.worker_env else ""))
-    print("  broker: deploy/local/kafka.sh start with KAFKA_PORT / KAFKA_CONTROLLER_PORT free, "
-          "KAFKA_STATE_DIR in the run directory")
+    print(
+        f"  load average at the start: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} "
+        f"(1, 5, 15 min); {os.cpu_count()} CPUs shared by the broker, the worker and the "
+        "load generator"
+    )
+    print(
+        "  worker: STREAM_APP_STORE=rocksdb:// (default) KAFKA_BOOTSTRAP_SERVERS=<broker> "
+        "STREAM_APP_ID=e2e-<stream>-app ... .venv/bin/python -m stream_app worker "
+        "(tests/integration/harness.py Deployment.worker_env)"
+        + (f" with {' '.join(args.worker_env)}" if args.worker_env else "")
+    )
+    print(
+        "  broker: deploy/local/kafka.sh start with KAFKA_PORT / KAFKA_CONTROLLER_PORT free, "
+        "KAFKA_STATE_DIR in the run directory"
+    )
     return 0
 
 

@@ -19,11 +19,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream_app import synth
-from stream_app.engine import Engine
+from stream_app.core.engine import Engine
+from stream_app.core.store import MemoryStore
 from stream_app.replay import Replay, read_lines
-from stream_app.store import MemoryStore
-from stream_app.synth_claims import as_claims
+from stream_app.synth import stream as synth
+from stream_app.synth.claims import as_claims
 
 FRACTIONS = 42  # ~101 lines per patient
 LINES_PER_PATIENT = 80  # --patients by default: enough for --lines, the courses cut late
@@ -63,8 +63,11 @@ class Streams:
         return self.lines / self.claim_messages if self.claim_messages else 0.0
 
 
-def _cut(docs: Iterable[dict[str, Any]], limit: int, out: io.BufferedWriter,
-         ) -> Iterator[dict[str, Any]]:
+def _cut(
+    docs: Iterable[dict[str, Any]],
+    limit: int,
+    out: io.BufferedWriter,
+) -> Iterator[dict[str, Any]]:
     """The first `limit` documents, each written to `out` as a line message."""
     dumps = orjson.dumps
     for count, doc in enumerate(docs):
@@ -88,14 +91,15 @@ def _count(path: Path) -> tuple[int, int, int]:
 
 def build_streams(cache: Path, lines: int, patients: int, seed: int, reuse: bool) -> Streams:
     """A Synth stream cut at `lines` line messages, and the same lines as the
-    claim messages of `generate --format claims` (stream_app.synth_claims),
+    claim messages of `generate --format claims` (stream_app.synth.claims),
     both cached in `cache`."""
     stem = f"e2e-{lines}-p{patients}-seed{seed}"
     lines_path, claims_path = cache / f"{stem}.jsonl", cache / f"{stem}-claims.jsonl"
     if not (reuse and lines_path.exists() and claims_path.exists()):
         cache.mkdir(parents=True, exist_ok=True)
-        generator = synth.Synth(patients, fractions=FRACTIONS, violation_rate=0.02, seed=seed,
-                                void_rate=0.02)
+        generator = synth.Synth(
+            patients, fractions=FRACTIONS, violation_rate=0.02, seed=seed, void_rate=0.02
+        )
         lines_partial = lines_path.with_suffix(".partial")
         claims_partial = claims_path.with_suffix(".partial")
         with lines_partial.open("wb") as line_out, claims_partial.open("wb") as claim_out:
@@ -105,13 +109,20 @@ def build_streams(cache: Path, lines: int, patients: int, seed: int, reuse: bool
         claims_partial.replace(claims_path)
     found, messages, claims = _count(claims_path)
     if found < lines:
-        print(f"note: the stream has only {found:,} lines ({patients:,} patients); "
-              "raise --patients for more", file=sys.stderr)
+        print(
+            f"note: the stream has only {found:,} lines ({patients:,} patients); "
+            "raise --patients for more",
+            file=sys.stderr,
+        )
     return Streams(lines_path, claims_path, found, messages, claims)
 
 
-def latency_messages(count: int, patients: int, seed: int, claims: bool,
-                     ) -> list[tuple[list[tuple[str, int]], bytes]]:
+def latency_messages(
+    count: int,
+    patients: int,
+    seed: int,
+    claims: bool,
+) -> list[tuple[list[tuple[str, int]], bytes]]:
     """`count` lines of a stream where every course has one violation, as line
     or claim messages: (the (claim_id, line_number) each carries, encoded)."""
     generator = synth.Synth(patients, fractions=FRACTIONS, violation_rate=1.0, seed=seed)
@@ -153,8 +164,9 @@ def replay_rate(path: Path, lines: int) -> Replayed:
     process: the engine alone (parse, apply, encode alerts to /dev/null), no
     close_all at the end (a worker does not close courses at the end either)."""
     with open(os.devnull, "wb") as sink, path.open("rb") as stream:
-        replay = Replay(Engine(MemoryStore()), sink, io.StringIO(), close_at_end=False,
-                        fixed_time=FIXED_TIME)
+        replay = Replay(
+            Engine(MemoryStore()), sink, io.StringIO(), close_at_end=False, fixed_time=FIXED_TIME
+        )
         started = time.perf_counter()
         summary = replay.run(read_lines(stream))
         seconds = time.perf_counter() - started
@@ -170,8 +182,11 @@ async def changelog_messages(bootstrap: str, app_id: str) -> dict[str, int]:
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()  # every topic's partitions
-        topics = sorted(t for t in await consumer.topics()
-                        if t.startswith(f"{app_id}-") and t.endswith("-changelog"))
+        topics = sorted(
+            t
+            for t in await consumer.topics()
+            if t.startswith(f"{app_id}-") and t.endswith("-changelog")
+        )
         found: dict[str, int] = {}
         for topic in topics:
             partitions = consumer.partitions_for_topic(topic)
@@ -212,10 +227,14 @@ class Targets:
         found: list[tuple[str, str]] = []
         found += self._claims()
         if self.lines_rate is not None and self.floor_lines_rate:
-            found.append(_verdict(
-                "(b) lines by patient >= 0.5 x floor", self.lines_rate,
-                0.5 * self.floor_lines_rate,
-                f"0.5 x {self.floor_lines_rate:,.0f} msgs/s (pass floor, line messages)"))
+            found.append(
+                _verdict(
+                    "(b) lines by patient >= 0.5 x floor",
+                    self.lines_rate,
+                    0.5 * self.floor_lines_rate,
+                    f"0.5 x {self.floor_lines_rate:,.0f} msgs/s (pass floor, line messages)",
+                )
+            )
         if self.by_claim_rate is not None:
             today = TODAY_BATCHED if self.by_claim_batched else TODAY_UNBATCHED
             kind = "with batches" if self.by_claim_batched else "without batches"
@@ -226,14 +245,22 @@ class Targets:
             found.append(_verdict("(c) lines by claim >= today", self.by_claim_rate, today, basis))
         if self.latency_p99 is not None and self.latency_rate is not None:
             ok = self.latency_p99 <= TARGET_LATENCY_P99 and self.latency_sustained
-            found.append(("p99 produce -> alert <= 250 ms",
-                          f"{'PASS' if ok else 'FAIL'}: {1000 * self.latency_p99:,.0f} ms at "
-                          f"{self.latency_rate:,.0f} lines/s"
-                          + ("" if self.latency_sustained else " (not sustained)")))
+            found.append(
+                (
+                    "p99 produce -> alert <= 250 ms",
+                    f"{'PASS' if ok else 'FAIL'}: {1000 * self.latency_p99:,.0f} ms at "
+                    f"{self.latency_rate:,.0f} lines/s"
+                    + ("" if self.latency_sustained else " (not sustained)"),
+                )
+            )
         if self.rss_mib is not None:
             ok = self.rss_mib <= TARGET_RSS_MIB
-            found.append((f"worker RSS, {self.rss_courses:,} open courses <= 400 MiB",
-                          f"{'PASS' if ok else 'FAIL'}: VmRSS {self.rss_mib:,.0f} MiB"))
+            found.append(
+                (
+                    f"worker RSS, {self.rss_courses:,} open courses <= 400 MiB",
+                    f"{'PASS' if ok else 'FAIL'}: VmRSS {self.rss_mib:,.0f} MiB",
+                )
+            )
         return found
 
     def _claims(self) -> list[tuple[str, str]]:
@@ -245,20 +272,34 @@ class Targets:
             floor, floor_text = self.floor_lines_rate, "pass floor on LINE messages"
         limits: list[tuple[float, str]] = []
         if self.replay_claims_rate:
-            limits.append((self.replay_claims_rate,
-                           f"replay {self.replay_claims_rate:,.0f} lines/s"))
+            limits.append(
+                (self.replay_claims_rate, f"replay {self.replay_claims_rate:,.0f} lines/s")
+            )
         if floor:
             limit = floor * self.lines_per_message
-            limits.append((limit, f"{floor:,.0f} msgs/s x {self.lines_per_message:.2f} "
-                                  f"lines/msg = {limit:,.0f} lines/s ({floor_text})"))
+            limits.append(
+                (
+                    limit,
+                    f"{floor:,.0f} msgs/s x {self.lines_per_message:.2f} "
+                    f"lines/msg = {limit:,.0f} lines/s ({floor_text})",
+                )
+            )
         if not limits:
             return [("(a) claims by patient", "no limit measured (run replay and floor too)")]
         lower, text = min(limits)
-        return [_verdict("(a) claims by patient >= 0.5 x min(replay, floor x lines/msg)",
-                         self.claims_rate, 0.5 * lower, f"0.5 x {text}")]
+        return [
+            _verdict(
+                "(a) claims by patient >= 0.5 x min(replay, floor x lines/msg)",
+                self.claims_rate,
+                0.5 * lower,
+                f"0.5 x {text}",
+            )
+        ]
 
 
 def _verdict(what: str, measured: float, needed: float, basis: str) -> tuple[str, str]:
     verdict = "PASS" if measured >= needed else "FAIL"
-    return what, (f"{verdict}: {measured:,.0f} lines/s vs {needed:,.0f} needed "
-                  f"({basis}; {measured / needed:.2f}x)")
+    return what, (
+        f"{verdict}: {measured:,.0f} lines/s vs {needed:,.0f} needed "
+        f"({basis}; {measured / needed:.2f}x)"
+    )

@@ -35,14 +35,19 @@ def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
     return samples
 
 
-def total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str,
-          **labels: str) -> float:
-    return sum(value for found, value in samples.get(name, [])
-               if all(found.get(k) == v for k, v in labels.items()))
+def total(
+    samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str
+) -> float:
+    return sum(
+        value
+        for found, value in samples.get(name, [])
+        if all(found.get(k) == v for k, v in labels.items())
+    )
 
 
-def histogram_quantile(samples: dict[str, list[tuple[dict[str, str], float]]], name: str,
-                       q: float) -> float | None:
+def histogram_quantile(
+    samples: dict[str, list[tuple[dict[str, str], float]]], name: str, q: float
+) -> float | None:
     """Linear interpolation inside the bucket, as PromQL's histogram_quantile."""
     buckets = sorted(
         (float(labels["le"]), value) for labels, value in samples.get(f"{name}_bucket", [])
@@ -138,8 +143,17 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-PACKAGES = ("stream_app", "faust", "mode", "aiokafka", "asyncio", "prometheus_client",
-            "rocksdict", "orjson", "selectors")
+PACKAGES = (
+    "stream_app",
+    "faust",
+    "mode",
+    "aiokafka",
+    "asyncio",
+    "prometheus_client",
+    "rocksdict",
+    "orjson",
+    "selectors",
+)
 
 
 def _package(frame: str) -> str:
@@ -171,9 +185,12 @@ def hotspots(raw_path: Path, top: int) -> str:
             inclusive[frame] += count
     if not samples:
         return "  (no samples)"
-    rows = ["py-spy samples of the phase-2 worker, self time by package: " + ", ".join(
-        f"{name} {100 * n / samples:.0f}%" for name, n in packages.most_common()
-    ), "", "  self%  function"]
+    rows = [
+        "py-spy samples of the phase-2 worker, self time by package: "
+        + ", ".join(f"{name} {100 * n / samples:.0f}%" for name, n in packages.most_common()),
+        "",
+        "  self%  function",
+    ]
     rows += [f"  {100 * n / samples:5.1f}  {name}" for name, n in own.most_common(top)]
     rows += ["", "  incl%  function"]
     rows += [f"  {100 * n / samples:5.1f}  {name}" for name, n in inclusive.most_common(top)]

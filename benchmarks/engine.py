@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/engine.py --reuse         # reuse .cache/bench/
     .venv/bin/python benchmarks/engine.py --lines 200000 --profile
 
-1. Writes a synthetic stream (stream_app.synth; ~100 lines per patient) to
+1. Writes a synthetic stream (stream_app.synth.stream; ~100 lines per patient) to
    .cache/bench/, or reuses it with --reuse.
 2. Baseline: read each line, orjson.loads it and orjson.dumps it again.
 3. Replay, in a fresh subprocess so that peak RSS is its own: the loop of
@@ -41,12 +41,12 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stream_app import synth  # noqa: E402
-from stream_app.engine import Engine  # noqa: E402
-from stream_app.events import ClaimEvent, Invalid, parse_event  # noqa: E402
+from stream_app.core.engine import Engine  # noqa: E402
+from stream_app.core.events import ClaimEvent, Invalid, parse_event  # noqa: E402
+from stream_app.core.store import MemoryStore  # noqa: E402
 from stream_app.replay import Replay, read_lines, relaxed_gc  # noqa: E402
-from stream_app.store import MemoryStore  # noqa: E402
-from stream_app.synth_claims import as_claims  # noqa: E402
+from stream_app.synth import stream as synth  # noqa: E402
+from stream_app.synth.claims import as_claims  # noqa: E402
 
 CACHE = ROOT / ".cache" / "bench"
 TARGET_LINES_PER_SECOND = 100_000
@@ -119,12 +119,22 @@ def measure_replay(path: Path) -> Measured:
     summary = replay.summary
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return Measured(
-        lines=lines, events=summary.events, invalid=sum(summary.invalid.values()),
-        total=total, parse=replay.t_parse, evaluate=replay.t_evaluate,
-        serialize=replay.t_serialize, close_eval=t1 - t0, close_serialize=t2 - t1,
-        messages=sum(summary.alerts.messages.values()), opened=summary.alerts.messages["open"],
-        resolved=summary.alerts.messages["resolved"], open_at_end=len(summary.alerts.open),
-        pruned=replay.engine.pruned_courses, peak_rss_mb=peak_kb / 1024, carried=replay.carried,
+        lines=lines,
+        events=summary.events,
+        invalid=sum(summary.invalid.values()),
+        total=total,
+        parse=replay.t_parse,
+        evaluate=replay.t_evaluate,
+        serialize=replay.t_serialize,
+        close_eval=t1 - t0,
+        close_serialize=t2 - t1,
+        messages=sum(summary.alerts.messages.values()),
+        opened=summary.alerts.messages["open"],
+        resolved=summary.alerts.messages["resolved"],
+        open_at_end=len(summary.alerts.open),
+        pruned=replay.engine.pruned_courses,
+        peak_rss_mb=peak_kb / 1024,
+        carried=replay.carried,
     )
 
 
@@ -147,7 +157,10 @@ def stream_file(lines: int, seed: int, reuse: bool) -> tuple[Path, str]:
     CACHE.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     generator = synth.Synth(
-        -(-lines // LINES_PER_PATIENT), fractions=42, violation_rate=0.02, seed=seed,
+        -(-lines // LINES_PER_PATIENT),
+        fractions=42,
+        violation_rate=0.02,
+        seed=seed,
         void_rate=0.02,
     )
     partial = path.with_suffix(".partial")
@@ -190,43 +203,63 @@ def _rate(count: int, seconds: float) -> str:
     return f"{count / seconds:>12,.0f} lines/s"
 
 
-def report(path: Path, origin: str, baseline: tuple[int, float], replay: Measured,
-           claims: tuple[Path, Measured] | None) -> None:
+def report(
+    path: Path,
+    origin: str,
+    baseline: tuple[int, float],
+    replay: Measured,
+    claims: tuple[Path, Measured] | None,
+) -> None:
     base_lines, base_seconds = baseline
     base_rate = base_lines / base_seconds
     rate = replay.lines / replay.total
     size_mb = path.stat().st_size / 1e6
-    print(f"stream     {path.relative_to(ROOT)}: {replay.lines:,} lines, "
-          f"{size_mb:,.0f} MB ({origin})")
-    print(f"baseline   {'orjson loads + dumps':<26}{base_seconds:8.2f}s "
-          f"{_rate(base_lines, base_seconds)}")
-    print(f"replay     {'whole path':<26}{replay.total:8.2f}s {_rate(replay.lines, replay.total)}"
-          f"   = {rate / base_rate:.3f} x baseline ({base_rate / rate:,.1f}x slower)")
+    print(
+        f"stream     {path.relative_to(ROOT)}: {replay.lines:,} lines, {size_mb:,.0f} MB ({origin})"
+    )
+    print(
+        f"baseline   {'orjson loads + dumps':<26}{base_seconds:8.2f}s "
+        f"{_rate(base_lines, base_seconds)}"
+    )
+    print(
+        f"replay     {'whole path':<26}{replay.total:8.2f}s {_rate(replay.lines, replay.total)}"
+        f"   = {rate / base_rate:.3f} x baseline ({base_rate / rate:,.1f}x slower)"
+    )
     _parts(replay, replay.lines)
-    print(f"events     {replay.events:,} applied, {replay.invalid:,} invalid lines, "
-          f"{replay.pruned:,} courses pruned")
+    print(
+        f"events     {replay.events:,} applied, {replay.invalid:,} invalid lines, "
+        f"{replay.pruned:,} courses pruned"
+    )
     _alerts(replay)
     print(f"peak RSS   {replay.peak_rss_mb:,.0f} MB (replay subprocess)")
     claim_rate = 0.0
     if claims is not None:
         claims_path, on_claims = claims
         claim_rate = on_claims.carried / on_claims.total
-        print(f"claims     {claims_path.relative_to(ROOT)}: {on_claims.lines:,} messages carrying "
-              f"{on_claims.carried:,} lines, {claims_path.stat().st_size / 1e6:,.0f} MB")
-        print(f"replay     {'claim messages':<26}{on_claims.total:8.2f}s "
-              f"{_rate(on_claims.carried, on_claims.total)}   (lines carried)")
+        print(
+            f"claims     {claims_path.relative_to(ROOT)}: {on_claims.lines:,} messages carrying "
+            f"{on_claims.carried:,} lines, {claims_path.stat().st_size / 1e6:,.0f} MB"
+        )
+        print(
+            f"replay     {'claim messages':<26}{on_claims.total:8.2f}s "
+            f"{_rate(on_claims.carried, on_claims.total)}   (lines carried)"
+        )
         _parts(on_claims, on_claims.carried)
         _alerts(on_claims)
         print(f"peak RSS   {on_claims.peak_rss_mb:,.0f} MB (claims replay subprocess)")
     ok_rate = rate >= TARGET_LINES_PER_SECOND
     ok_rss = replay.peak_rss_mb < TARGET_RSS_MB
-    print(f"targets    >= {TARGET_LINES_PER_SECOND:,} lines/s: {'PASS' if ok_rate else 'FAIL'} "
-          f"({rate:,.0f});  peak RSS < {TARGET_RSS_MB} MB: {'PASS' if ok_rss else 'FAIL'} "
-          f"({replay.peak_rss_mb:,.0f} MB)")
+    print(
+        f"targets    >= {TARGET_LINES_PER_SECOND:,} lines/s: {'PASS' if ok_rate else 'FAIL'} "
+        f"({rate:,.0f});  peak RSS < {TARGET_RSS_MB} MB: {'PASS' if ok_rss else 'FAIL'} "
+        f"({replay.peak_rss_mb:,.0f} MB)"
+    )
     if claims is not None:
         ok_claims = claim_rate >= TARGET_CLAIM_LINES_PER_SECOND
-        print(f"           claims >= {TARGET_CLAIM_LINES_PER_SECOND:,} lines/s: "
-              f"{'PASS' if ok_claims else 'FAIL'} ({claim_rate:,.0f})")
+        print(
+            f"           claims >= {TARGET_CLAIM_LINES_PER_SECOND:,} lines/s: "
+            f"{'PASS' if ok_claims else 'FAIL'} ({claim_rate:,.0f})"
+        )
 
 
 def _parts(replay: Measured, lines: int) -> None:
@@ -239,21 +272,24 @@ def _parts(replay: Measured, lines: int) -> None:
     ]
     for name, what, seconds in parts:
         share = 100 * seconds / replay.total
-        print(f"  {name:<10}{what:<24}{seconds:8.2f}s {_rate(lines, seconds)}"
-              f"  {share:5.1f}%")
+        print(f"  {name:<10}{what:<24}{seconds:8.2f}s {_rate(lines, seconds)}  {share:5.1f}%")
     other = replay.total - sum(seconds for *_, seconds in parts)
     print(f"  {'other':<10}{'reading, loop':<24}{other:8.2f}s")
 
 
 def _alerts(replay: Measured) -> None:
-    print(f"alerts     {replay.messages:,} messages (open {replay.opened:,}, resolved "
-          f"{replay.resolved:,}); {replay.open_at_end:,} open at the end")
+    print(
+        f"alerts     {replay.messages:,} messages (open {replay.opened:,}, resolved "
+        f"{replay.resolved:,}); {replay.open_at_end:,} open at the end"
+    )
 
 
 def _measure_in_child(path: Path) -> Measured:
     child = subprocess.run(
         [sys.executable, __file__, "--measure-replay", str(path)],
-        check=True, stdout=subprocess.PIPE, text=True,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     return Measured(**json.loads(child.stdout.strip().splitlines()[-1]))
 
@@ -272,13 +308,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--reuse", action="store_true",
-                        help="reuse the cached stream in .cache/bench/ if present")
-    parser.add_argument("--profile", action="store_true",
-                        help="then profile the replay under cProfile (slow) and print hotspots")
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse the cached stream in .cache/bench/ if present"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="then profile the replay under cProfile (slow) and print hotspots",
+    )
     parser.add_argument("--top", type=int, default=25, help="hotspots to print (--profile)")
-    parser.add_argument("--no-claims", action="store_true",
-                        help="skip the replay of the same lines as claim messages")
+    parser.add_argument(
+        "--no-claims",
+        action="store_true",
+        help="skip the replay of the same lines as claim messages",
+    )
     parser.add_argument("--measure-replay", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure_replay:  # the child: one measurement, JSON on stdout

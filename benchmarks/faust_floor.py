@@ -14,7 +14,7 @@ MODE
                second agent write one small value per line to one
                changelog-backed table (the worker writes about four).
 
-The app is `stream_app.worker.app.new_app` (the worker's Faust settings, except
+The app is `stream_app.stream.worker.app.new_app` (the worker's Faust settings, except
 the fetch size: Faust's default 4 MiB a partition, see FLOOR_FETCH_BYTES) and its
 table has the worker's RocksDB options.
 
@@ -45,8 +45,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stream_app.settings import WorkerSettings  # noqa: E402
-from stream_app.worker.app import new_app, rocksdb_options  # noqa: E402
+from stream_app.stream.settings import WorkerSettings  # noqa: E402
+from stream_app.stream.worker.app import new_app, rocksdb_options  # noqa: E402
 
 FLOOR_FETCH_BYTES = 4 * 1024 * 1024  # faust's default consumer_max_fetch_size
 
@@ -62,14 +62,19 @@ def build(mode: str, expected: int, out: Path) -> faust.App:
     app.conf.consumer_max_fetch_size = FLOOR_FETCH_BYTES
 
     def topic(name: str) -> Any:
-        return app.topic(name, key_type=bytes, value_type=bytes,
-                         partitions=settings.partitions)
+        return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
 
     source = topic(settings.input_topic)
     sink = topic(f"{settings.id}-floor-out")
     rekeyed = topic(f"{settings.id}-floor-by-patient")
-    table = app.Table("floor", default=None, partitions=settings.partitions,
-                      key_type=bytes, value_type=bytes, options=rocksdb_options(settings))
+    table = app.Table(
+        "floor",
+        default=None,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        options=rocksdb_options(settings),
+    )
     handled = 0
     started = 0.0
 
@@ -80,9 +85,15 @@ def build(mode: str, expected: int, out: Path) -> faust.App:
         handled += 1
         if handled == expected:
             await app.producer.flush()
-            out.write_text(json.dumps({"lines": handled,
-                                       "seconds": time.perf_counter() - started,
-                                       "cpu": time.process_time()}))
+            out.write_text(
+                json.dumps(
+                    {
+                        "lines": handled,
+                        "seconds": time.perf_counter() - started,
+                        "cpu": time.process_time(),
+                    }
+                )
+            )
             os.kill(os.getpid(), signal.SIGTERM)
 
     def patient(value: bytes) -> bytes:
@@ -99,6 +110,7 @@ def build(mode: str, expected: int, out: Path) -> faust.App:
     sink_name = sink.get_topic_name()
 
     if mode == "pass":
+
         @app.agent(source)
         async def passthrough(stream: Any) -> None:
             nonlocal owed
@@ -113,6 +125,7 @@ def build(mode: str, expected: int, out: Path) -> faust.App:
                         await sink.send(key=key, value=event.value)
                 await count()
     elif mode == "rekey-table":
+
         @app.agent(source)
         async def rekey(stream: Any) -> None:
             async for event in stream.events():

@@ -1,3 +1,3 @@
-from .cli import main
+from stream_app.cli import main
 
 raise SystemExit(main())

@@ -9,11 +9,12 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import argtypes, generate
-from .codes import RULESET, CodeEntry
+from stream_app import argtypes
+from stream_app.core.codes import RULESET, CodeEntry
+from stream_app.synth import generate
 
 if TYPE_CHECKING:
-    from .settings import WorkerSettings
+    from stream_app.stream.settings import WorkerSettings
 
 # `--timeout` of publish and alerts: how long they try to reach Kafka (and
 # publish waits for a send to be acknowledged) before they exit 3.
@@ -137,7 +138,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "rules":
         return _rules(args)
     if args.command == "worker":
-        from .worker import run_worker
+        from stream_app.stream.worker import run_worker
 
         return run_worker()
     if args.command in ("publish", "alerts"):
@@ -152,11 +153,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import io
 
-    from .engine import Engine, EngineSettings
-    from .profiles import ProfileBook, ProfileError
-    from .replay import Replay, open_input, read_lines
-    from .rules import load_registry
-    from .store import MemoryStore
+    from stream_app.core.engine import Engine, EngineSettings
+    from stream_app.core.profiles import ProfileBook, ProfileError
+    from stream_app.core.rules import load_registry
+    from stream_app.core.store import MemoryStore
+    from stream_app.replay import Replay, open_input, read_lines
 
     registry = load_registry()
     try:
@@ -195,7 +196,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _intake(args: argparse.Namespace) -> int:
-    from .intake.run import main as intake_main
+    from stream_app.intake.run import main as intake_main
 
     return intake_main(
         args.paths, publish=args.publish, site_map=args.site_map, timeout=args.timeout
@@ -205,7 +206,7 @@ def _intake(args: argparse.Namespace) -> int:
 def _kafka_settings(command: str) -> WorkerSettings | None:
     from pydantic import ValidationError
 
-    from .settings import WorkerSettings, describe_errors
+    from stream_app.stream.settings import WorkerSettings, describe_errors
 
     try:
         return WorkerSettings()
@@ -217,7 +218,7 @@ def _kafka_settings(command: str) -> WorkerSettings | None:
 def _kafka_client(args: argparse.Namespace) -> int:
     """publish and alerts: exit 2 on a bad file or setting, 3 when Kafka fails."""
 
-    from .kafkaio import BrokerError, run_interruptible
+    from stream_app.stream.kafkaio import BrokerError, run_interruptible
 
     settings = _kafka_settings(args.command)
     if settings is None:
@@ -239,8 +240,8 @@ def _kafka_client(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace, settings: WorkerSettings) -> int:
 
-    from .kafkaio import publish, run_interruptible
-    from .replay import open_input, read_lines
+    from stream_app.replay import open_input, read_lines
+    from stream_app.stream.kafkaio import publish, run_interruptible
 
     try:
         stream = open_input(args.path)
@@ -268,8 +269,8 @@ async def _alerts(args: argparse.Namespace, settings: WorkerSettings) -> None:
     """Follow the alerts topic; on the way out (idle, Ctrl-C) print the counts."""
     import orjson
 
-    from .alerts import AlertCounts
-    from .kafkaio import BrokerError, follow_alerts, print_alert
+    from stream_app.core.alerts import AlertCounts
+    from stream_app.stream.kafkaio import BrokerError, follow_alerts, print_alert
 
     counts = AlertCounts()
 
@@ -298,7 +299,7 @@ async def _alerts(args: argparse.Namespace, settings: WorkerSettings) -> None:
 def _rules(args: argparse.Namespace) -> int:
     import orjson
 
-    from .rules import load_registry
+    from stream_app.core.rules import load_registry
 
     registry = load_registry()
 

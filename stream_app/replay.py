@@ -11,10 +11,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
-from .alerts import AlertCounts, encode_alert, now_rfc3339
-from .engine import Engine, Transition
-from .events import Event, Invalid, parse_event
-from .store import MemoryStore
+from stream_app.core.alerts import AlertCounts, encode_alert, now_rfc3339
+from stream_app.core.engine import Engine, Transition
+from stream_app.core.events import Event, Invalid, parse_event
+from stream_app.core.store import MemoryStore
 
 
 @dataclass

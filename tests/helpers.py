@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 
-from stream_app.alerts import build_alert, fold
-from stream_app.engine import Engine
-from stream_app.events import Invalid, parse_event
-from stream_app.profiles import ProfileBook
-from stream_app.store import MemoryStore
+from stream_app.core.alerts import build_alert, fold
+from stream_app.core.engine import Engine
+from stream_app.core.events import Invalid, parse_event
+from stream_app.core.profiles import ProfileBook
+from stream_app.core.store import MemoryStore
 
 DAY = "2024-03-04"  # a Monday; the default date of service
 FIXED_TIME = "2024-06-01T00:00:00.000Z"
@@ -40,13 +40,22 @@ def cl(
 ) -> dict[str, Any]:
     """One claim-line upsert document."""
     doc: dict[str, Any] = {
-        "claim_id": claim, "line_number": number, "patient_id": patient,
-        "course_id": course, "site": site, "date_of_service": dos,
-        "hcpcs": hcpcs, "claim_type": ctype,
+        "claim_id": claim,
+        "line_number": number,
+        "patient_id": patient,
+        "course_id": course,
+        "site": site,
+        "date_of_service": dos,
+        "hcpcs": hcpcs,
+        "claim_type": ctype,
     }
     optional = {
-        "units": units, "modifiers": mods, "place_of_service": pos,
-        "payer_type": payer_type, "payer_id": payer_id, "diagnosis_codes": dx,
+        "units": units,
+        "modifiers": mods,
+        "place_of_service": pos,
+        "payer_type": payer_type,
+        "payer_id": payer_id,
+        "diagnosis_codes": dx,
         "modality": modality,
     }
     doc.update({k: v for k, v in optional.items() if v is not None})
@@ -57,14 +66,26 @@ def void(claim: str, number: int, patient: str = "P1") -> dict[str, Any]:
     return {"action": "void", "claim_id": claim, "line_number": number, "patient_id": patient}
 
 
-def end(date: str, *, patient: str = "P1", course: str = "C1",
-        site: str = "prostate") -> dict[str, Any]:
-    return {"kind": "course_end", "patient_id": patient, "course_id": course, "site": site,
-            "date": date}
+def end(
+    date: str, *, patient: str = "P1", course: str = "C1", site: str = "prostate"
+) -> dict[str, Any]:
+    return {
+        "kind": "course_end",
+        "patient_id": patient,
+        "course_id": course,
+        "site": site,
+        "date": date,
+    }
 
 
-def delivery(claim: str, number: int, dos: str = DAY, code: str = "77412",
-             modality: str | None = "3DCRT", **kw: Any) -> dict[str, Any]:
+def delivery(
+    claim: str,
+    number: int,
+    dos: str = DAY,
+    code: str = "77412",
+    modality: str | None = "3DCRT",
+    **kw: Any,
+) -> dict[str, Any]:
     """An external-beam delivery line (3DCRT by default): one fraction."""
     return cl(claim, number, code, dos, modality=modality, **kw)
 
@@ -91,8 +112,10 @@ class Run:
         return emitted
 
     def close_all(self) -> list[dict[str, Any]]:
-        emitted = [build_alert(t, FIXED_TIME)
-                   for t in self.engine.close_all(self.engine.store.patient_ids())]
+        emitted = [
+            build_alert(t, FIXED_TIME)
+            for t in self.engine.close_all(self.engine.store.patient_ids())
+        ]
         self.messages.extend(emitted)
         return emitted
 
@@ -104,20 +127,26 @@ class Run:
         """Open alerts of one rule, by the (claim_id, line_number) they are on."""
         return {
             (a["claim_id"], a["line_number"]): a
-            for a in self.open.values() if a["rule_id"] == rule_id
+            for a in self.open.values()
+            if a["rule_id"] == rule_id
         }
 
     def summary(self) -> dict[str, tuple]:
         """alert_id -> (finality, excess_units, evidence, rule_id) of open alerts."""
         return {
-            aid: (a["finality"], a["excess_units"],
-                  tuple(tuple(sorted(e.items())) for e in a["evidence"]), a["rule_id"])
+            aid: (
+                a["finality"],
+                a["excess_units"],
+                tuple(tuple(sorted(e.items())) for e in a["evidence"]),
+                a["rule_id"],
+            )
             for aid, a in self.open.items()
         }
 
 
-def run(docs: list[dict[str, Any]], *, close: bool = False,
-        profiles: ProfileBook | None = None) -> Run:
+def run(
+    docs: list[dict[str, Any]], *, close: bool = False, profiles: ProfileBook | None = None
+) -> Run:
     r = Run(profiles)
     r.feed(*docs)
     if close:

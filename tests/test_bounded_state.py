@@ -8,10 +8,10 @@ from datetime import date
 
 import pytest
 
-from stream_app.engine import Engine
-from stream_app.events import Invalid, parse_event
-from stream_app.store import MemoryStore
-from stream_app.synth import Synth, generate_lines
+from stream_app.core.engine import Engine
+from stream_app.core.events import Invalid, parse_event
+from stream_app.core.store import MemoryStore
+from stream_app.synth.stream import Synth, generate_lines
 
 PATIENTS = 10_000
 SPAN_DAYS = 730

@@ -11,18 +11,26 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_properties import SETTINGS, identity, scenario, void_of
 
-from stream_app.events import ClaimEvent, Invalid, parse_event
+from stream_app.core.events import ClaimEvent, Invalid, parse_event
 
 LINE_KEYS = ("claim_id", "patient_id")
 
 
-def claim(claim_id: str, lines: list[dict[str, Any]], frequency: str | None = None,
-          patient: str = "P1", **claim_level: Any) -> dict[str, Any]:
+def claim(
+    claim_id: str,
+    lines: list[dict[str, Any]],
+    frequency: str | None = None,
+    patient: str = "P1",
+    **claim_level: Any,
+) -> dict[str, Any]:
     """A claim message of line documents (their claim and patient fields dropped)."""
-    doc: dict[str, Any] = {"kind": "claim", "claim_id": claim_id, "patient_id": patient,
-                           **claim_level,
-                           "lines": [{k: v for k, v in line.items() if k not in LINE_KEYS}
-                                     for line in lines]}
+    doc: dict[str, Any] = {
+        "kind": "claim",
+        "claim_id": claim_id,
+        "patient_id": patient,
+        **claim_level,
+        "lines": [{k: v for k, v in line.items() if k not in LINE_KEYS} for line in lines],
+    }
     if frequency is not None:
         doc["frequency"] = frequency
     return doc
@@ -30,50 +38,121 @@ def claim(claim_id: str, lines: list[dict[str, Any]], frequency: str | None = No
 
 # -- parsing -------------------------------------------------------------------
 
+
 def test_claim_level_values_are_inherited_and_a_line_overrides_them():
-    event = parse(claim(
-        "C1",
-        [{"line_number": 1, "hcpcs": "77412", "date_of_service": DAY},
-         {"line_number": 2, "hcpcs": "77387", "date_of_service": DAY, "modifiers": ["26"],
-          "place_of_service": "22", "payer_type": "medicare", "diagnosis_codes": ["C44.91"],
-          "modality": "IMRT"}],
-        claim_type="professional", place_of_service="11", payer_type="commercial",
-        payer_id="ACME", diagnosis_codes=["C61"], course_id="AUTH-7", site="prostate",
-        modality="3DCRT",
-    ))
+    event = parse(
+        claim(
+            "C1",
+            [
+                {"line_number": 1, "hcpcs": "77412", "date_of_service": DAY},
+                {
+                    "line_number": 2,
+                    "hcpcs": "77387",
+                    "date_of_service": DAY,
+                    "modifiers": ["26"],
+                    "place_of_service": "22",
+                    "payer_type": "medicare",
+                    "diagnosis_codes": ["C44.91"],
+                    "modality": "IMRT",
+                },
+            ],
+            claim_type="professional",
+            place_of_service="11",
+            payer_type="commercial",
+            payer_id="ACME",
+            diagnosis_codes=["C61"],
+            course_id="AUTH-7",
+            site="prostate",
+            modality="3DCRT",
+        )
+    )
     assert isinstance(event, ClaimEvent)
     first, second = event.lines
     assert (first.place_of_service, first.payer_type, first.diagnosis_codes, first.modality) == (
-        "11", "commercial", ("C61",), "3DCRT")
-    assert (second.place_of_service, second.payer_type, second.diagnosis_codes,
-            second.modality) == ("22", "medicare", ("C4491",), "IMRT")
+        "11",
+        "commercial",
+        ("C61",),
+        "3DCRT",
+    )
+    assert (
+        second.place_of_service,
+        second.payer_type,
+        second.diagnosis_codes,
+        second.modality,
+    ) == ("22", "medicare", ("C4491",), "IMRT")
     assert {line.payer_id for line in event.lines} == {"ACME"}
     assert {(line.patient_id, line.claim_id, line.course_id) for line in event.lines} == {
-        ("P1", "C1", "AUTH-7")}
+        ("P1", "C1", "AUTH-7")
+    }
     assert event.frequency == "original"
     assert event.date == DAY
 
 
-@pytest.mark.parametrize(("doc", "reason", "names"), [
-    pytest.param(claim("C1", []), "bad_field", "lines", id="no-lines"),
-    pytest.param({"kind": "claim", "claim_id": "C1", "patient_id": "P1"}, "missing_field",
-                 "lines", id="lines-missing"),
-    pytest.param(claim("C1", [cl("C1", 1, "77412"), cl("C1", 2, "7741")]), "bad_field",
-                 "line_number 2: hcpcs", id="bad-hcpcs-names-the-line"),
-    pytest.param(claim("C1", [{"line_number": 1, "hcpcs": "77412", "date_of_service": DAY,
-                               "claim_type": "professional", "site": "prostate"}]),
-                 "missing_field", "line_number 1: course_id", id="course-neither-line-nor-claim"),
-    pytest.param(claim("C1", [cl("C1", 1, "77412"), cl("C1", 1, "77387")]), "bad_field",
-                 "appears twice", id="line-number-twice"),
-    pytest.param(claim("C1", [cl("C1", 1, "77412")], frequency="late"), "bad_field",
-                 "frequency", id="unknown-frequency"),
-    pytest.param(claim("C1", [cl("C1", 1, "77412")], payer_type="gov"), "bad_field",
-                 "payer_type", id="bad-claim-level-value"),
-    pytest.param(claim("C1", [cl("C1", 1, "77412", dos="2024-02-30")]), "bad_date",
-                 "line_number 1: date_of_service", id="impossible-date"),
-    pytest.param({**claim("C1", [cl("C1", 1, "77412")]), "lines": ["x"]}, "bad_field",
-                 "lines[0]", id="line-not-an-object"),
-])
+@pytest.mark.parametrize(
+    ("doc", "reason", "names"),
+    [
+        pytest.param(claim("C1", []), "bad_field", "lines", id="no-lines"),
+        pytest.param(
+            {"kind": "claim", "claim_id": "C1", "patient_id": "P1"},
+            "missing_field",
+            "lines",
+            id="lines-missing",
+        ),
+        pytest.param(
+            claim("C1", [cl("C1", 1, "77412"), cl("C1", 2, "7741")]),
+            "bad_field",
+            "line_number 2: hcpcs",
+            id="bad-hcpcs-names-the-line",
+        ),
+        pytest.param(
+            claim(
+                "C1",
+                [
+                    {
+                        "line_number": 1,
+                        "hcpcs": "77412",
+                        "date_of_service": DAY,
+                        "claim_type": "professional",
+                        "site": "prostate",
+                    }
+                ],
+            ),
+            "missing_field",
+            "line_number 1: course_id",
+            id="course-neither-line-nor-claim",
+        ),
+        pytest.param(
+            claim("C1", [cl("C1", 1, "77412"), cl("C1", 1, "77387")]),
+            "bad_field",
+            "appears twice",
+            id="line-number-twice",
+        ),
+        pytest.param(
+            claim("C1", [cl("C1", 1, "77412")], frequency="late"),
+            "bad_field",
+            "frequency",
+            id="unknown-frequency",
+        ),
+        pytest.param(
+            claim("C1", [cl("C1", 1, "77412")], payer_type="gov"),
+            "bad_field",
+            "payer_type",
+            id="bad-claim-level-value",
+        ),
+        pytest.param(
+            claim("C1", [cl("C1", 1, "77412", dos="2024-02-30")]),
+            "bad_date",
+            "line_number 1: date_of_service",
+            id="impossible-date",
+        ),
+        pytest.param(
+            {**claim("C1", [cl("C1", 1, "77412")]), "lines": ["x"]},
+            "bad_field",
+            "lines[0]",
+            id="line-not-an-object",
+        ),
+    ],
+)
 def test_a_claim_with_any_invalid_part_is_invalid_as_a_whole(doc, reason, names):
     event = parse_event(orjson.dumps(doc))
     assert isinstance(event, Invalid)
@@ -154,8 +233,10 @@ def test_alerts_are_computed_once_the_whole_claim_is_in():
 def test_claim_level_modality_reaches_the_rules():
     """3DCRT inherited from the claim: G6002 with a 3DCRT fraction is fine;
     the same G6002 on a 2DCRT line (overridden) draws igrt-modality."""
-    lines = [{"line_number": 1, "hcpcs": "77412", "date_of_service": DAY},
-             {"line_number": 2, "hcpcs": "G6002", "modifiers": ["26"], "date_of_service": DAY}]
+    lines = [
+        {"line_number": 1, "hcpcs": "77412", "date_of_service": DAY},
+        {"line_number": 2, "hcpcs": "G6002", "modifiers": ["26"], "date_of_service": DAY},
+    ]
     level = {"claim_type": "professional", "course_id": "C1", "site": "prostate"}
     r = Run()
     r.feed(claim("C1", lines, modality="3DCRT", **level))
@@ -167,16 +248,20 @@ def test_claim_level_modality_reaches_the_rules():
 
 
 def test_claim_level_place_of_service_and_payer_type_reach_the_rules():
-    hospital = claim("C1", [cl("C1", 1, "77387", dos="2025-03-03")], place_of_service="22",
-                     payer_type="medicare")
+    hospital = claim(
+        "C1", [cl("C1", 1, "77387", dos="2025-03-03")], place_of_service="22", payer_type="medicare"
+    )
     r = Run()
     r.feed(delivery("D1", 1, dos="2025-03-03"), hospital)
     assert set(r.open_for("igrt-pc-modifier-hospital")) == {("C1", 1)}
     assert set(r.open_for("igrt-77387-pc-not-accepted")) == {("C1", 1)}
     r = Run()
-    overridden = claim("C1", [cl("C1", 1, "77387", dos="2025-03-03", pos="11",
-                                 payer_type="commercial")],
-                       place_of_service="22", payer_type="medicare")
+    overridden = claim(
+        "C1",
+        [cl("C1", 1, "77387", dos="2025-03-03", pos="11", payer_type="commercial")],
+        place_of_service="22",
+        payer_type="medicare",
+    )
     r.feed(delivery("D1", 1, dos="2025-03-03"), overridden)
     assert r.open_for("igrt-pc-modifier-hospital") == {}
     assert r.open_for("igrt-77387-pc-not-accepted") == {}
@@ -196,11 +281,13 @@ def test_claim_level_diagnosis_codes_reach_the_rules():
 
 # -- claims against line messages ------------------------------------------------
 
+
 def _as_claims(lines: list[dict], grouping: dict[tuple, int]) -> list[list[dict]]:
     by_claim: dict[tuple, list[dict]] = {}
     for doc in lines:
-        by_claim.setdefault((doc["patient_id"], doc["claim_id"], grouping[identity(doc)]),
-                            []).append(doc)
+        by_claim.setdefault(
+            (doc["patient_id"], doc["claim_id"], grouping[identity(doc)]), []
+        ).append(doc)
     return list(by_claim.values())
 
 
@@ -218,8 +305,9 @@ def test_claims_fold_like_the_same_lines_in_any_order_of_distinct_claims(case, d
     _, lines, _ = case
     claims = _as_claims(lines, {identity(doc): 0 for doc in lines})
     order = data.draw(st.permutations(claims))
-    as_claims = [claim(group[0]["claim_id"], group, patient=group[0]["patient_id"])
-                 for group in order]
+    as_claims = [
+        claim(group[0]["claim_id"], group, patient=group[0]["patient_id"]) for group in order
+    ]
     as_lines = [doc for group in claims for doc in group]
     for close in (False, True):
         assert folded(as_claims, close) == folded(as_lines, close)
@@ -235,8 +323,10 @@ def test_a_replacement_folds_like_voids_of_the_dropped_lines_then_upserts(case, 
     dropped = [doc for doc in first if doc not in kept]
     others = [doc for group in groups if group is not first for doc in group]
     pid, cid = first[0]["patient_id"], first[0]["claim_id"]
-    as_claims = [*(claim(g[0]["claim_id"], g, patient=g[0]["patient_id"]) for g in groups),
-                 claim(cid, kept, frequency="replacement", patient=pid)]
+    as_claims = [
+        *(claim(g[0]["claim_id"], g, patient=g[0]["patient_id"]) for g in groups),
+        claim(cid, kept, frequency="replacement", patient=pid),
+    ]
     as_lines = [*others, *first, *(void_of(doc) for doc in dropped), *kept]
     for close in (False, True):
         assert folded(as_claims, close) == folded(as_lines, close)

@@ -2,9 +2,9 @@ from typing import Any
 
 from helpers import cl, parse, run
 
-from stream_app.engine import Engine, EngineSettings
-from stream_app.event_time import LowWatermark, Report, SourceClocks
-from stream_app.store import MemoryStore
+from stream_app.core.engine import Engine, EngineSettings
+from stream_app.core.event_time import LowWatermark, Report, SourceClocks
+from stream_app.core.store import MemoryStore
 
 
 def test_low_watermark_waits_for_every_source_and_takes_the_minimum() -> None:

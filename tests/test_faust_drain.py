@@ -1,4 +1,4 @@
-"""The drain-loop override (stream_app.faust_drain): a jump in a partition's
+"""The drain-loop override (stream_app.stream.faust.drain): a jump in a partition's
 offsets is read again instead of acknowledged unread, and a record whose
 hand-over was abandoned does not count as read. Each case runs 0.15.3's loop
 too, to show what the override changes."""
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from stream_app import faust_drain
+from stream_app.stream.faust import drain as faust_drain
 
 PARTITION = TP("app-by-patient", 1)
 READ = 229  # the offset last read (or sought)
@@ -139,7 +139,7 @@ async def test_a_record_not_handed_over_is_not_read() -> None:
 def test_the_override_is_installed_with_the_others() -> None:
     from faust.transport.consumer import Consumer
 
-    from stream_app import faust_patches
+    from stream_app.stream.faust import patches as faust_patches
 
     faust_patches.install()
     assert Consumer._drain_messages is faust_drain._drain_messages

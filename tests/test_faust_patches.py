@@ -1,5 +1,5 @@
 """The seek-before-resume override of Faust's table recovery
-(stream_app.faust_patches; ../shared/notes/faust-recovery-race.md).
+(stream_app.stream.faust.patches; ../shared/notes/faust-recovery-race.md).
 
 A fake consumer and fetcher replay the end of a table recovery: the stream
 partitions are paused, flow is on (from the changelog read), the consumer
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from stream_app import faust_patches
+from stream_app.stream.faust import patches as faust_patches
 
 STREAM = ("claim-lines", 0)
 CHANGELOG = ("app-days-changelog", 0)
@@ -125,8 +125,8 @@ async def test_the_override_seeks_before_it_resumes() -> None:
 
 
 def test_the_override_is_installed_when_the_app_is_built() -> None:
-    from stream_app.settings import WorkerSettings
-    from stream_app.worker.app import new_app
+    from stream_app.stream.settings import WorkerSettings
+    from stream_app.stream.worker.app import new_app
 
     new_app(WorkerSettings(store="memory://"))
     assert faust_patches.installed()
@@ -263,8 +263,8 @@ async def test_the_worker_consumer_waits_at_most_fetch_max_wait() -> None:
     """0.15.3 asks the broker to hold a fetch up to 1,500 ms; with one request
     in flight per broker, partitions with records waited behind one for
     partitions with none (faust_patches module doc)."""
-    from stream_app.settings import WorkerSettings
-    from stream_app.worker.app import new_app
+    from stream_app.stream.settings import WorkerSettings
+    from stream_app.stream.worker.app import new_app
 
     app = new_app(WorkerSettings(store="memory://", bootstrap_servers="127.0.0.1:9"))
     thread = app.consumer._thread  # type: ignore[attr-defined]

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from helpers import cl, parse, void
 
-from stream_app.alerts import build_alert
-from stream_app.engine import Engine
-from stream_app.events import Invalid, parse_event
-from stream_app.faust_store import (
+from stream_app.core.alerts import build_alert
+from stream_app.core.engine import Engine
+from stream_app.core.events import Invalid, parse_event
+from stream_app.core.model import LineLocation
+from stream_app.core.store import MemoryStore
+from stream_app.stream.faust_store import (
     CLAIM_LOCATIONS,
     COURSE,
     DAY,
@@ -23,10 +25,8 @@ from stream_app.faust_store import (
     FaustStore,
     decode_bundle,
 )
-from stream_app.model import LineLocation
-from stream_app.store import MemoryStore
-from stream_app.synth import Synth, generate_lines
-from stream_app.worker.routing import patient_partition
+from stream_app.stream.worker.routing import patient_partition
+from stream_app.synth.stream import Synth, generate_lines
 
 
 class CountingTable(dict[bytes, bytes | None]):
@@ -168,15 +168,18 @@ def test_a_batch_writes_each_patient_it_touched_once(claims: bool) -> None:
     (the patients of the batch's events, and those whose courses the moving
     event time closed or pruned), on claim messages and on line messages."""
     synth = Synth(40, seed=3, violation_rate=0.3, void_rate=0.1)
-    events = [e for e in map(parse_event, generate_lines(synth, claims=claims))
-              if not isinstance(e, Invalid)]
+    events = [
+        e
+        for e in map(parse_event, generate_lines(synth, claims=claims))
+        if not isinstance(e, Invalid)
+    ]
     state = CountingTable()
     store = TouchRecorder(state)
     store.hold_writes()
     engine = Engine(store)
     for start in range(0, len(events), 25):
         before, store.touched = state.writes, set()
-        for event in events[start:start + 25]:
+        for event in events[start : start + 25]:
             engine.apply(event)
         flush(store)
         assert state.writes - before <= len(store.touched)
@@ -218,7 +221,7 @@ def test_faust_internals_the_worker_relies_on_are_there() -> None:
     from faust.streams import _current_event, current_event
     from faust.transport.consumer import Consumer
 
-    from stream_app.worker.batching import as_current as _as_current
+    from stream_app.stream.worker.batching import as_current as _as_current
 
     assert isinstance(_current_event, ContextVar)
     assert callable(Consumer.force_commit)
@@ -252,7 +255,7 @@ class CountingConsumer:
 async def test_a_commit_waits_for_the_batch_in_evaluation() -> None:
     import asyncio
 
-    from stream_app.worker.batching import commit_between_batches as _commit_between_batches
+    from stream_app.stream.worker.batching import commit_between_batches as _commit_between_batches
 
     class Producer:
         async def flush(self) -> None:
@@ -275,7 +278,7 @@ async def test_a_transactional_commit_waits_for_the_producer_buffer() -> None:
     exactly-once must not run before they are handed to Kafka's producer."""
     import asyncio
 
-    from stream_app.worker.batching import commit_between_batches as _commit_between_batches
+    from stream_app.stream.worker.batching import commit_between_batches as _commit_between_batches
 
     class Buffer:
         def __init__(self) -> None:
@@ -318,8 +321,8 @@ async def test_no_commit_after_a_failed_send(monkeypatch: Any) -> None:
     shows only while the commit flushes the producer counts too."""
     import asyncio
 
-    from stream_app import health
-    from stream_app.worker import batching, output
+    from stream_app.stream import health
+    from stream_app.stream.worker import batching, output
 
     restarts: list[str] = []
     monkeypatch.setattr(health, "request_restart", restarts.append)
@@ -358,7 +361,7 @@ def test_a_batch_cut_short_is_not_acknowledged() -> None:
     from faust.streams import Stream
     from faust.types.tuples import ConsumerMessage
 
-    from stream_app.worker.batching import keep_unacknowledged as _keep_unacknowledged
+    from stream_app.stream.worker.batching import keep_unacknowledged as _keep_unacknowledged
 
     source = inspect.getsource(Stream.take_events)
     assert "finally:" in source and "await self.ack(event)" in source

@@ -16,9 +16,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_app.engine import Engine
-from stream_app.events import Invalid, parse_event
-from stream_app.store import MemoryStore
+from stream_app.core.engine import Engine
+from stream_app.core.events import Invalid, parse_event
+from stream_app.core.store import MemoryStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-claims.jsonl"
@@ -26,9 +26,36 @@ CORPUS = Path(__file__).resolve().parent / "fuzz_corpus"
 FUZZ_INPUTS = 100_000
 
 _VALUES: list[object] = [
-    None, True, False, 0, -1, 1, 2**63, 1.5, "", " ", "x" * 300, "2025-02-30", "2025-13-01",
-    "77417", "G6001", "26", "TC", [], ["26", "TC"], [1, 2], {}, {"a": 1}, "１９", "\u0000",
-    "institutional", "void", "course_end", "claim_line", "SBRT", "C44.91",
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2**63,
+    1.5,
+    "",
+    " ",
+    "x" * 300,
+    "2025-02-30",
+    "2025-13-01",
+    "77417",
+    "G6001",
+    "26",
+    "TC",
+    [],
+    ["26", "TC"],
+    [1, 2],
+    {},
+    {"a": 1},
+    "１９",
+    "\u0000",
+    "institutional",
+    "void",
+    "course_end",
+    "claim_line",
+    "SBRT",
+    "C44.91",
 ]
 
 

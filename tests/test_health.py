@@ -1,4 +1,4 @@
-"""Readiness, liveness, stall detection and healing (stream_app.health, SPEC 9),
+"""Readiness, liveness, stall detection and healing (stream_app.stream.health, SPEC 9),
 on fake Faust and aiokafka consumers."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from stream_app import health, metrics
-from stream_app.health import Health, Progress, StallTracker
+from stream_app.stream import health, metrics
+from stream_app.stream.health import Health, Progress, StallTracker
 
 
 class TP(NamedTuple):
@@ -219,7 +219,7 @@ def test_ready_once_the_first_rebalance_has_ended() -> None:
 
 
 def test_the_stall_time_is_sixty_seconds_or_less_by_default() -> None:
-    from stream_app.settings import WorkerSettings
+    from stream_app.stream.settings import WorkerSettings
 
     assert WorkerSettings().stall_seconds <= 60
 

@@ -151,7 +151,7 @@ def test_ctrl_c_ends_the_run_even_when_a_cancellation_is_lost() -> None:
     import contextlib
     import time
 
-    from stream_app.kafkaio import run_interruptible
+    from stream_app.stream.kafkaio import run_interruptible
 
     async def loses_the_first_cancellation() -> None:
         asyncio.get_running_loop().call_later(0.1, os.kill, os.getpid(), signal.SIGINT)

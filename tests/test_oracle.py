@@ -23,10 +23,10 @@ from helpers import FIXED_TIME
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_app import codes
-from stream_app.alerts import build_alert, fold
-from stream_app.engine import Engine, EngineSettings
-from stream_app.events import (
+from stream_app.core import codes
+from stream_app.core.alerts import build_alert, fold
+from stream_app.core.engine import Engine, EngineSettings
+from stream_app.core.events import (
     ClaimEvent,
     ClaimLineEvent,
     CourseEndEvent,
@@ -34,11 +34,11 @@ from stream_app.events import (
     Invalid,
     parse_event,
 )
-from stream_app.model import Line
-from stream_app.profiles import ProfileBook
-from stream_app.rules import FINAL, DayView, load_registry
-from stream_app.rules.base import CourseView
-from stream_app.store import MemoryStore
+from stream_app.core.model import Line
+from stream_app.core.profiles import ProfileBook
+from stream_app.core.rules import FINAL, DayView, load_registry
+from stream_app.core.rules.base import CourseView
+from stream_app.core.store import MemoryStore
 
 IDLE_DAYS = 45
 NO_PRUNING = EngineSettings(course_idle_days=IDLE_DAYS, retain_days=1_000_000)

@@ -9,7 +9,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 SETTINGS = settings(
-    max_examples=200, deadline=None, derandomize=True, database=None,
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
@@ -26,7 +29,8 @@ def line_content(draw, base: date, offsets: list[int]) -> dict:
     course, site = draw(st.sampled_from(COURSES))
     code = draw(st.sampled_from(DELIVERY * 2 + GUIDANCE * 3 + SIMULATION))
     doc = {
-        "course_id": course, "site": site,
+        "course_id": course,
+        "site": site,
         "date_of_service": (base + timedelta(days=draw(st.sampled_from(offsets)))).isoformat(),
         "hcpcs": code,
         "claim_type": draw(st.sampled_from(["professional", "professional", "institutional"])),
@@ -51,21 +55,29 @@ def scenario(draw, min_lines: int = 3, max_lines: int = 14, course_ends: bool = 
     """(base date, day offsets, lines with distinct identities, course_end events)."""
     base = draw(st.sampled_from(BASES))
     offsets = draw(st.lists(st.integers(0, 20), min_size=1, max_size=4, unique=True))
-    identities = draw(st.lists(
-        st.tuples(st.sampled_from(["P1", "P2"]), st.sampled_from(["A", "B", "C"]),
-                  st.integers(1, 4)),
-        min_size=min_lines, max_size=max_lines, unique=True,
-    ))
+    identities = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["P1", "P2"]), st.sampled_from(["A", "B", "C"]), st.integers(1, 4)
+            ),
+            min_size=min_lines,
+            max_size=max_lines,
+            unique=True,
+        )
+    )
     lines = []
     for patient, claim, number in identities:
         doc = draw(line_content(base, offsets))
         lines.append({"patient_id": patient, "claim_id": claim, "line_number": number, **doc})
     ends = []
     if course_ends:
-        for patient, (course, site) in draw(st.lists(
-            st.tuples(st.sampled_from(["P1", "P2"]), st.sampled_from(COURSES)),
-            max_size=2, unique=True,
-        )):
+        for patient, (course, site) in draw(
+            st.lists(
+                st.tuples(st.sampled_from(["P1", "P2"]), st.sampled_from(COURSES)),
+                max_size=2,
+                unique=True,
+            )
+        ):
             when = (base + timedelta(days=draw(st.sampled_from(offsets)))).isoformat()
             ends.append(end(when, patient=patient, course=course, site=site))
     return (base, offsets), lines, ends
@@ -98,6 +110,7 @@ def outcome(events: list[dict]) -> tuple[dict, dict, Run]:
 
 # (a) -------------------------------------------------------------------------
 
+
 @SETTINGS
 @given(scenario(), st.data())
 def test_any_permutation_gives_the_same_open_alerts(case, data):
@@ -111,6 +124,7 @@ def test_any_permutation_gives_the_same_open_alerts(case, data):
 
 
 # (b) -------------------------------------------------------------------------
+
 
 @SETTINGS
 @given(scenario(), st.data())
@@ -146,6 +160,7 @@ def test_the_whole_stream_delivered_twice_changes_nothing(case, data):
 
 # (c) -------------------------------------------------------------------------
 
+
 @SETTINGS
 @given(scenario(), st.data())
 def test_a_void_takes_the_line_back(case, data):
@@ -156,8 +171,11 @@ def test_a_void_takes_the_line_back(case, data):
         after_upsert = events.index(doc) + 1
         events.insert(data.draw(st.integers(after_upsert, len(events))), void_of(doc))
     gone = {identity(doc) for doc in voided}
-    kept = [e for e in events if e.get("action") != "void" and
-            not ("claim_id" in e and identity(e) in gone)]
+    kept = [
+        e
+        for e in events
+        if e.get("action") != "void" and not ("claim_id" in e and identity(e) in gone)
+    ]
     before, after, _ = outcome(events)
     for summary in (before, after):
         on_lines = {(p, c, int(n)) for p, c, n in (aid.split(":")[1:] for aid in summary)}
@@ -184,6 +202,7 @@ def test_upsert_all_then_void_all_leaves_nothing_open(case, data):
 
 # (d) -------------------------------------------------------------------------
 
+
 @SETTINGS
 @given(scenario(), st.data())
 def test_a_correction_equals_its_final_version(case, data):
@@ -193,8 +212,12 @@ def test_a_correction_equals_its_final_version(case, data):
     with_corrections = list(events)
     only_final = list(events)
     for doc in corrected:
-        new = {**data.draw(line_content(*base)), "patient_id": doc["patient_id"],
-               "claim_id": doc["claim_id"], "line_number": doc["line_number"]}
+        new = {
+            **data.draw(line_content(*base)),
+            "patient_id": doc["patient_id"],
+            "claim_id": doc["claim_id"],
+            "line_number": doc["line_number"],
+        }
         assume(new != doc)
         at = with_corrections.index(doc) + 1
         with_corrections.insert(data.draw(st.integers(at, len(with_corrections))), new)
@@ -206,6 +229,7 @@ def test_a_correction_equals_its_final_version(case, data):
 
 
 # (e) -------------------------------------------------------------------------
+
 
 @SETTINGS
 @given(scenario(max_lines=8), st.data())
@@ -220,8 +244,14 @@ def test_sequences_strictly_increase_per_alert(case, data):
         elif kind == "again":
             events.append(doc)
         else:
-            events.append({**data.draw(line_content(*base)), "patient_id": doc["patient_id"],
-                           "claim_id": doc["claim_id"], "line_number": doc["line_number"]})
+            events.append(
+                {
+                    **data.draw(line_content(*base)),
+                    "patient_id": doc["patient_id"],
+                    "claim_id": doc["claim_id"],
+                    "line_number": doc["line_number"],
+                }
+            )
     events = data.draw(st.permutations(events))
     r = Run()
     r.feed(*events)

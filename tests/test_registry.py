@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from stream_app.cli import main
-from stream_app.rules import Registry, RegistryError, discover, load_registry
-from stream_app.rules.base import RuleSpec
+from stream_app.core.rules import Registry, RegistryError, discover, load_registry
+from stream_app.core.rules.base import RuleSpec
 
 REPO = Path(__file__).resolve().parents[1]
 STANDARD = REPO / "../shared/seed/igrt-coding-standard.md"
@@ -53,7 +53,7 @@ def test_ids_match_the_spec_table():
     if not SPEC.exists():
         pytest.skip("SPEC.md is not next to the repository")
     text = SPEC.read_text(encoding="utf-8")
-    section = text[text.index("## 6. Rules"):text.index("## 7.")]
+    section = text[text.index("## 6. Rules") : text.index("## 7.")]
     rows = re.findall(r"^\| `([a-z0-9-]+)` \|", section, re.M)
     assert rows == list(SPEC_RULES)
 
@@ -117,8 +117,10 @@ def test_rules_cli_lists_all_18(capsys):
     for rule_id, (severity, carc, _) in SPEC_RULES.items():
         row = next(line for line in out.splitlines() if line.startswith(rule_id + " "))
         assert severity in row.split() and carc in row.split(), row
-    assert sum(1 for line in out.splitlines() if line.split()[:1] and
-               line.split()[0] in SPEC_RULES) == 18
+    assert (
+        sum(1 for line in out.splitlines() if line.split()[:1] and line.split()[0] in SPEC_RULES)
+        == 18
+    )
 
 
 def test_rules_cli_json(capsys, registry):
@@ -134,12 +136,17 @@ def test_rules_cli_json(capsys, registry):
 
 
 def test_every_code_of_the_code_lists_is_in_the_code_data():
-    from stream_app import codes
+    from stream_app.core import codes
 
     listed = (
-        set(codes.DELIVERY_MODALITY) | codes.ALLOWED_BILLABLE_GROUP | codes.LOCALIZATION_CODES
-        | codes.IGRT_NEEDING_FRACTION | codes.SIMULATION_CODES | codes.IMRT_DELIVERY_CODES
-        | set(codes.ALLOWED_MODALITIES) | {"76950", "77421", "0197T"}
+        set(codes.DELIVERY_MODALITY)
+        | codes.ALLOWED_BILLABLE_GROUP
+        | codes.LOCALIZATION_CODES
+        | codes.IGRT_NEEDING_FRACTION
+        | codes.SIMULATION_CODES
+        | codes.IMRT_DELIVERY_CODES
+        | set(codes.ALLOWED_MODALITIES)
+        | {"76950", "77421", "0197T"}
     )
     assert listed <= set(codes.CODES.history)
     for entry in codes.CODE_TABLE:
@@ -148,12 +155,18 @@ def test_every_code_of_the_code_lists_is_in_the_code_data():
 
 
 def test_the_2026_code_changes_are_in_the_data_with_their_source():
-    from stream_app import codes
+    from stream_app.core import codes
 
-    deleted_2026 = {"77014", "G6001", "G6002", "G6017", "77385", "77386",
-                    *(f"G{n}" for n in range(6003, 6017))}
-    on_2026 = {code for code, (first, _) in codes.CODES.deletions.items()
-               if first == "2026-01-01"}
+    deleted_2026 = {
+        "77014",
+        "G6001",
+        "G6002",
+        "G6017",
+        "77385",
+        "77386",
+        *(f"G{n}" for n in range(6003, 6017)),
+    }
+    on_2026 = {code for code, (first, _) in codes.CODES.deletions.items() if first == "2026-01-01"}
     assert on_2026 == deleted_2026
     for code in deleted_2026:
         entry = codes.CODES.history[code][-1]
@@ -171,7 +184,7 @@ def test_the_2026_code_changes_are_in_the_data_with_their_source():
 
 
 def test_registry_fails_at_start_up_on_a_code_the_data_lacks():
-    from stream_app import codes
+    from stream_app.core import codes
 
     table = codes.CodeTable(e for e in codes.CODE_TABLE if e.code != "G6017")
     with pytest.raises(RegistryError, match=r"intrafraction-per-fraction.*G6017"):
@@ -188,21 +201,26 @@ def test_registry_fails_on_a_rule_naming_an_unknown_code():
         Registry([bad, *rules[1:]])
 
 
-@pytest.mark.parametrize("entries, message", [
-    pytest.param([("77417", None, "2027-13-01")], "not a date", id="bad-date"),
-    pytest.param([("77417", "2027-01-01", "2026-01-01")], "before valid_from", id="reversed"),
-    pytest.param([("77417", None, "2027-06-30", None)], "needs its source", id="no-source"),
-    pytest.param([("77417", None, "2027-06-30"), ("77417", "2027-08-01", None)],
-                 "does not follow", id="gap"),
-])
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        pytest.param([("77417", None, "2027-13-01")], "not a date", id="bad-date"),
+        pytest.param([("77417", "2027-01-01", "2026-01-01")], "before valid_from", id="reversed"),
+        pytest.param([("77417", None, "2027-06-30", None)], "needs its source", id="no-source"),
+        pytest.param(
+            [("77417", None, "2027-06-30"), ("77417", "2027-08-01", None)],
+            "does not follow",
+            id="gap",
+        ),
+    ],
+)
 def test_inconsistent_code_data_is_rejected(entries, message):
-    from stream_app import codes
+    from stream_app.core import codes
 
     built = []
     for row in entries:
         code, start, until, *source = row
-        built.append(codes.CodeEntry(code, start, until, source[0] if source else
-                                     codes.ASTRO_2026))
+        built.append(codes.CodeEntry(code, start, until, source[0] if source else codes.ASTRO_2026))
     with pytest.raises(codes.CodeTableError, match=message):
         codes.CodeTable(built)
 
@@ -210,11 +228,11 @@ def test_inconsistent_code_data_is_rejected(entries, message):
 def test_rules_cli_shows_the_codes_and_their_dates(capsys):
     assert main(["rules"]) == 0
     out = capsys.readouterr().out
-    block = out[out.index("\ndeleted-code "):out.index("\nport-image-professional ")]
+    block = out[out.index("\ndeleted-code ") : out.index("\nport-image-professional ")]
     assert "77014 G6001 G6002 G6017: until 2025-12-31, then 77387 [ASTRO, Winter 2026]" in block
     assert "77385 77386 G6003–G6016: until 2025-12-31, then 77402/77407/77412" in block
     assert "0197T 76950 77421: until 2014-12-31, then 77387 [Evolent, revised March 2024]" in block
-    ct = out[out.index("\nct-guidance-with-simulation "):out.index("\nigrt-tc-with-imrt ")]
+    ct = out[out.index("\nct-guidance-with-simulation ") : out.index("\nigrt-tc-with-imrt ")]
     assert "77280 77285 77290 77295: no dated change" in ct
     assert "Major Radiation Oncology Code Changes in 2026" in out
 
@@ -223,13 +241,17 @@ def test_rules_cli_json_gives_the_codes_of_each_rule(capsys):
     assert main(["rules", "--json"]) == 0
     rows = {r["rule_id"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
     g6017 = [c for c in rows["intrafraction-per-fraction"]["codes"] if c["code"] == "G6017"]
-    assert g6017 == [{
-        "code": "G6017", "valid_from": None, "valid_until": "2025-12-31",
-        "replaced_by": ["77387"],
-        "source": 'ASTRO, "Major Radiation Oncology Code Changes in 2026", ASTROnews, '
-                  "Winter 2026",
-        "note": g6017[0]["note"],
-    }]
+    assert g6017 == [
+        {
+            "code": "G6017",
+            "valid_from": None,
+            "valid_until": "2025-12-31",
+            "replaced_by": ["77387"],
+            "source": 'ASTRO, "Major Radiation Oncology Code Changes in 2026", ASTROnews, '
+            "Winter 2026",
+            "note": g6017[0]["note"],
+        }
+    ]
     deleted = {c["code"] for c in rows["deleted-code"]["codes"]}
     assert {"77014", "G6001", "G6002", "G6017", "77385", "0197T"} <= deleted
     assert "77387" not in deleted
@@ -237,4 +259,6 @@ def test_rules_cli_json_gives_the_codes_of_each_rule(capsys):
     assert ct == {"77014", "77280", "77285", "77290", "77295"}
     igrt = [c for c in rows["igrt-tc-2026"]["codes"] if c["code"] == "77387"]
     assert [(c["valid_from"], c["valid_until"]) for c in igrt] == [
-        ("2015-01-01", "2025-12-31"), ("2026-01-01", None)]
+        ("2015-01-01", "2025-12-31"),
+        ("2026-01-01", None),
+    ]

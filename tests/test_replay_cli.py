@@ -29,7 +29,11 @@ EVENTS = [
 def replay(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "stream_app", "replay", *args],
-        input=stdin, capture_output=True, cwd=REPO, timeout=120, check=False,
+        input=stdin,
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
     )
 
 
@@ -112,14 +116,23 @@ def test_missing_file_fails_with_a_clear_message(tmp_path):
     assert done.stdout == b""
 
 
-@pytest.mark.parametrize("content, words", [
-    pytest.param("[payers.X\ndisabled_rules = [", ["not valid TOML"], id="not-toml"),
-    pytest.param('[payers."X"]\ndisabled_rules = ["no-such-rule"]\n', ["no-such-rule"],
-                 id="unknown-rule-id"),
-    pytest.param('[payers."X"]\nseverity = "deny"\n', ["severity"], id="unknown-key"),
-    pytest.param('[payers."X".overrides.igrt-modality]\nseverity = "block"\n', ["severity"],
-                 id="bad-severity"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        pytest.param("[payers.X\ndisabled_rules = [", ["not valid TOML"], id="not-toml"),
+        pytest.param(
+            '[payers."X"]\ndisabled_rules = ["no-such-rule"]\n',
+            ["no-such-rule"],
+            id="unknown-rule-id",
+        ),
+        pytest.param('[payers."X"]\nseverity = "deny"\n', ["severity"], id="unknown-key"),
+        pytest.param(
+            '[payers."X".overrides.igrt-modality]\nseverity = "block"\n',
+            ["severity"],
+            id="bad-severity",
+        ),
+    ],
+)
 def test_bad_payer_profile_fails_at_start(events_file, tmp_path, content, words):
     profiles = tmp_path / "profiles.toml"
     profiles.write_text(content)
@@ -140,8 +153,10 @@ def test_missing_payer_profile_file_fails_at_start(events_file, tmp_path):
 
 def test_good_payer_profile_is_applied(events_file, tmp_path):
     profiles = tmp_path / "profiles.toml"
-    profiles.write_text('[payer_types.other]\ndisabled_rules = ["deleted-code"]\n'
-                        '[payer_types.other.overrides.igrt-without-fraction]\ncarc = "16"\n')
+    profiles.write_text(
+        '[payer_types.other]\ndisabled_rules = ["deleted-code"]\n'
+        '[payer_types.other.overrides.igrt-without-fraction]\ncarc = "16"\n'
+    )
     done = replay(str(events_file), "--payer-profiles", str(profiles))
     assert done.returncode == 0, done.stderr
     open_ = fold(alerts(done.stdout))

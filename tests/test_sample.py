@@ -19,11 +19,11 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_app.alerts import fold
-from stream_app.engine import Engine
+from stream_app.core.alerts import fold
+from stream_app.core.engine import Engine
+from stream_app.core.rules import EXPECTED_RULE_IDS
+from stream_app.core.store import MemoryStore
 from stream_app.replay import Replay, ReplaySummary, read_lines
-from stream_app.rules import EXPECTED_RULE_IDS
-from stream_app.store import MemoryStore
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SAMPLE = EXAMPLES / "sample-claims.jsonl"
@@ -95,9 +95,7 @@ def test_the_story_of_the_sample(replayed: Replayed) -> None:
     assert summary.outcomes["duplicate"] == 1
     assert summary.outcomes["void"] == 1
     assert summary.outcomes["course_end"] == 9
-    resolved = {
-        alert["alert_id"] for alert in replayed.alerts if alert["status"] == "resolved"
-    }
+    resolved = {alert["alert_id"] for alert in replayed.alerts if alert["status"] == "resolved"}
     # PT-1002 voids the 77387 billed with port images on fx 10 ...
     assert "port-image-with-igrt:PT-1002:P100204:10" in resolved
     # ... and PT-1003's biller adds the missing modifier 26 on fx 2.

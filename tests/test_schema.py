@@ -1,4 +1,4 @@
-"""The msgspec schemas (stream_app/schema.py) accept only what the validators
+"""The msgspec schemas (stream_app/core/schema.py) accept only what the validators
 accept, and decode it to the same event; well-formed messages take them."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_app.events import CLAIM_LEVEL_FIELDS, Invalid, validate
-from stream_app.schema import decode_fast
+from stream_app.core.events import CLAIM_LEVEL_FIELDS, Invalid, validate
+from stream_app.core.schema import decode_fast
 
 SETTINGS = settings(
     max_examples=1500,

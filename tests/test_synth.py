@@ -11,14 +11,14 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_app import synth
-from stream_app.alerts import fold
-from stream_app.engine import Engine
-from stream_app.events import ClaimLineEvent, CourseEndEvent, Invalid, parse_event
+from stream_app.core.alerts import fold
+from stream_app.core.engine import Engine
+from stream_app.core.events import ClaimLineEvent, CourseEndEvent, Invalid, parse_event
+from stream_app.core.rules import EXPECTED_RULE_IDS
+from stream_app.core.store import MemoryStore
 from stream_app.replay import Replay
-from stream_app.rules import EXPECTED_RULE_IDS
-from stream_app.store import MemoryStore
-from stream_app.synth_claims import period_end
+from stream_app.synth import stream as synth
+from stream_app.synth.claims import period_end
 
 
 def _lines(patients: int, seed: int, **options: Any) -> list[bytes]:
@@ -40,8 +40,10 @@ def test_deterministic_for_a_seed() -> None:
 
 
 def test_generate_yields_valid_events_in_date_order() -> None:
-    parsed = [parse_event(orjson.dumps(doc))
-              for doc in synth.generate(150, violation_rate=0.5, seed=3, void_rate=0.5)]
+    parsed = [
+        parse_event(orjson.dumps(doc))
+        for doc in synth.generate(150, violation_rate=0.5, seed=3, void_rate=0.5)
+    ]
     invalid = [event for event in parsed if isinstance(event, Invalid)]
     assert not invalid, invalid[:3]
     events = [event for event in parsed if not isinstance(event, Invalid)]
@@ -86,7 +88,14 @@ def test_courses_start_across_the_span_and_cover_the_modalities() -> None:
     assert starts[-1] < "2026-10-03"
     assert starts[len(starts) // 2] < "2025-12-01"  # spread evenly, not bunched
     assert set(generator.stats.families) == {
-        "2DCRT", "3DCRT", "IMRT", "PBT", "SBRT", "SUPERFICIAL", "BRACHY", "ELECTRON",
+        "2DCRT",
+        "3DCRT",
+        "IMRT",
+        "PBT",
+        "SBRT",
+        "SUPERFICIAL",
+        "BRACHY",
+        "ELECTRON",
     }
     years = {doc["date_of_service"][:4] for doc in docs if "date_of_service" in doc}
     assert {"2025", "2026"} <= years
@@ -115,17 +124,51 @@ def test_violations_cover_every_rule() -> None:
 
 def test_max_lines_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "stream.jsonl"
-    code = synth.main(["--", "--patients", "30", "--seed", "4", "--violation-rate", "0.5",
-                       "--voids", "--invalid-rate", "0.01", "--max-lines", "700",
-                       "--format", "lines", "--output", str(target)])
+    code = synth.main(
+        [
+            "--",
+            "--patients",
+            "30",
+            "--seed",
+            "4",
+            "--violation-rate",
+            "0.5",
+            "--voids",
+            "--invalid-rate",
+            "0.01",
+            "--max-lines",
+            "700",
+            "--format",
+            "lines",
+            "--output",
+            str(target),
+        ]
+    )
     assert code == 0
     written = target.read_bytes().splitlines()
     assert len(written) == 700
     assert "generate: 700 lines" in capsys.readouterr().err
     again = tmp_path / "again.jsonl"
-    synth.main(["--patients", "30", "--seed", "4", "--violation-rate", "0.5", "--voids",
-                "--invalid-rate", "0.01", "--max-lines", "700", "--quiet", "--format", "lines",
-                "-o", str(again)])
+    synth.main(
+        [
+            "--patients",
+            "30",
+            "--seed",
+            "4",
+            "--violation-rate",
+            "0.5",
+            "--voids",
+            "--invalid-rate",
+            "0.01",
+            "--max-lines",
+            "700",
+            "--quiet",
+            "--format",
+            "lines",
+            "-o",
+            str(again),
+        ]
+    )
     assert again.read_bytes() == target.read_bytes()
 
 
@@ -142,14 +185,18 @@ def test_holidays_and_weekends_are_not_treatment_days() -> None:
 def test_claims_carry_the_same_lines_and_fold_to_the_same_alerts() -> None:
     """`--format claims`: professional claims weekly, institutional monthly;
     replayed, they end with the line stream's open alerts."""
-    as_lines = list(synth.generate_lines(synth.Synth(120, violation_rate=0.5, seed=3,
-                                                     void_rate=0.2)))
+    as_lines = list(
+        synth.generate_lines(synth.Synth(120, violation_rate=0.5, seed=3, void_rate=0.2))
+    )
     generator = synth.Synth(120, violation_rate=0.5, seed=3, void_rate=0.2)
     as_claims = list(synth.generate_lines(generator, claims=True))
     claims = [doc for doc in map(orjson.loads, as_claims) if doc.get("kind") == "claim"]
     assert len(claims) == generator.stats.claims > 0
-    upserts = [doc for doc in map(orjson.loads, as_lines)
-               if doc.get("kind", "claim_line") == "claim_line" and "action" not in doc]
+    upserts = [
+        doc
+        for doc in map(orjson.loads, as_lines)
+        if doc.get("kind", "claim_line") == "claim_line" and "action" not in doc
+    ]
     assert sum(len(c["lines"]) for c in claims) == len(upserts)
     for doc in claims:
         dates = {line.get("date_of_service") for line in doc["lines"]}

@@ -15,14 +15,14 @@ import orjson
 import pytest
 from helpers import cl
 
-from stream_app import metrics
-from stream_app.engine import Engine
-from stream_app.event_time import LowWatermark, Report
-from stream_app.events import ClaimLineEvent, Invalid
-from stream_app.settings import WorkerSettings
-from stream_app.store import MemoryStore
-from stream_app.worker.evaluation import Evaluation, heard_in
-from stream_app.worker.routing import PACK_MAX_ITEMS, Routing, decode_pack, patient_partition
+from stream_app.core.engine import Engine
+from stream_app.core.event_time import LowWatermark, Report
+from stream_app.core.events import ClaimLineEvent, Invalid
+from stream_app.core.store import MemoryStore
+from stream_app.stream import metrics
+from stream_app.stream.settings import WorkerSettings
+from stream_app.stream.worker.evaluation import Evaluation, heard_in
+from stream_app.stream.worker.routing import PACK_MAX_ITEMS, Routing, decode_pack, patient_partition
 
 PARTITIONS = 8
 
@@ -33,14 +33,22 @@ class FakeOutput:
         self.dead: list[Invalid] = []
         self.alerts: list[Any] = []
 
-    async def send_for(self, origin: Any, topic: Any, key: bytes | None, value: bytes,
-                       partition: int | None = None,
-                       headers: list[tuple[str, bytes]] | None = None) -> None:
-        self.sent.append({"key": key, "partition": partition, "headers": dict(headers or []),
-                          "value": value})
+    async def send_for(
+        self,
+        origin: Any,
+        topic: Any,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        self.sent.append(
+            {"key": key, "partition": partition, "headers": dict(headers or []), "value": value}
+        )
 
-    async def dead_letter(self, origin: Any, key: bytes | None, raw: bytes,
-                          invalid: Invalid, source: str) -> None:
+    async def dead_letter(
+        self, origin: Any, key: bytes | None, raw: bytes, invalid: Invalid, source: str
+    ) -> None:
         self.dead.append(invalid)
 
     async def send_alerts(self, origin: Any, transitions: list[Any], parsed: Any) -> None:
@@ -54,8 +62,13 @@ def routing(direct: bool = True) -> tuple[Routing, FakeOutput]:
 
 
 def event(raw: bytes, partition: int, offset: int = 0) -> Any:
-    message = SimpleNamespace(topic="claim-lines", partition=partition, offset=offset,
-                              tp=("claim-lines", partition), headers=None)
+    message = SimpleNamespace(
+        topic="claim-lines",
+        partition=partition,
+        offset=offset,
+        tp=("claim-lines", partition),
+        headers=None,
+    )
     return SimpleNamespace(key=None, value=raw, message=message)
 
 
@@ -121,8 +134,9 @@ def test_a_pair_with_a_pack_pending_hears_no_tick_before_it() -> None:
     ticks: list[tuple[int, dict[str, bytes]]] = []
 
     class ByPatient:
-        async def send(self, key: Any, value: bytes, partition: int,
-                       headers: list[tuple[str, bytes]]) -> None:
+        async def send(
+            self, key: Any, value: bytes, partition: int, headers: list[tuple[str, bytes]]
+        ) -> None:
             ticks.append((partition, dict(headers)))
 
     async def no_idle_check() -> None:
@@ -147,13 +161,24 @@ def test_a_pack_is_evaluated_message_by_message_under_its_reports() -> None:
     evaluation = Evaluation(None, router.settings, None, engine, output, router)  # type: ignore[arg-type]
     source = (home("P1") + 2) % PARTITIONS
     for offset, code in enumerate(["77412", "77417"]):
-        asyncio.run(router.route(event(
-            orjson.dumps(cl("C1", offset + 1, code, "2024-03-04", patient="P1")), source, offset)))
+        asyncio.run(
+            router.route(
+                event(
+                    orjson.dumps(cl("C1", offset + 1, code, "2024-03-04", patient="P1")),
+                    source,
+                    offset,
+                )
+            )
+        )
     asyncio.run(router.send_pending())
     sent = output.sent[0]
-    message = SimpleNamespace(topic="stream-app-claims-by-patient", partition=sent["partition"],
-                              offset=0, tp=("rekey", sent["partition"]),
-                              headers=list(sent["headers"].items()))
+    message = SimpleNamespace(
+        topic="stream-app-claims-by-patient",
+        partition=sent["partition"],
+        offset=0,
+        tp=("rekey", sent["partition"]),
+        headers=list(sent["headers"].items()),
+    )
     asyncio.run(evaluation.take(SimpleNamespace(key=None, value=sent["value"], message=message)))
     assert sorted(engine.store.claim_locations("P1", "C1")) == [1, 2]  # type: ignore[attr-defined]
     assert evaluation.event_times[home("P1")].reported[source] == Report("2024-03-04", False)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from stream_app.worker.process import (
+from stream_app.stream.worker.process import (
     CLEAN_SHUTDOWN_MARKER,
     drop_tables_after_crash,
     mark_clean_shutdown,
@@ -38,7 +38,7 @@ def test_a_first_start_has_nothing_to_drop(tmp_path: Path) -> None:
 def test_faust_routine_backpressure_is_not_logged_but_other_warnings_are() -> None:
     import logging
 
-    from stream_app.worker.process import _not_routine_backpressure
+    from stream_app.stream.worker.process import _not_routine_backpressure
 
     def record(message: str) -> logging.LogRecord:
         name = "faust.transport.producer"

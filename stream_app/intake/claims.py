@@ -28,10 +28,17 @@ from typing import Any, Final
 
 import orjson
 
-from ..events import Invalid, parse_event
-from .elements import Rejected, components, dtp_date, line_number, payer_type, units
-from .sites import SiteMap
-from .x12 import Segment, Transaction
+from stream_app.core.events import Invalid, parse_event
+from stream_app.intake.elements import (
+    Rejected,
+    components,
+    dtp_date,
+    line_number,
+    payer_type,
+    units,
+)
+from stream_app.intake.sites import SiteMap
+from stream_app.intake.x12 import Segment, Transaction
 
 FREQUENCIES: Final = {"7": "replacement", "8": "void"}
 DX_QUALIFIERS: Final = frozenset({"ABK", "ABF", "BK", "BF"})
@@ -337,7 +344,7 @@ class Mapper:
 
 def validate(message: dict[str, Any]) -> str | None:
     """Why the claim message breaks SPEC 1/1.1, or None: the processor's own
-    parser (stream_app.events) reads it as the worker and replay will, every
+    parser (stream_app.core.events) reads it as the worker and replay will, every
     line with the claim's values filled in."""
     try:
         raw = orjson.dumps(message)

@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Final
 
-from .x12 import Segment
+from stream_app.intake.x12 import Segment
 
 PAYER_TYPES: Final = {"MA": "medicare", "MB": "medicare", "MC": "medicaid"}
 # SBR09 claim filing indicator codes of commercial plans (5010): BL Blue Cross

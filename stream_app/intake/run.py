@@ -18,10 +18,10 @@ from typing import IO, Any
 
 import orjson
 
-from ..replay import relaxed_gc
-from .claims import Failed, Mapper, claim_type_of
-from .sites import SiteMap
-from .x12 import Interchange, NotX12, Transaction, read_interchanges
+from stream_app.intake.claims import Failed, Mapper, claim_type_of
+from stream_app.intake.sites import SiteMap
+from stream_app.intake.x12 import Interchange, NotX12, Transaction, read_interchanges
+from stream_app.replay import relaxed_gc
 
 
 @dataclass(slots=True)
@@ -169,7 +169,7 @@ def write_lines(stream: Iterable[dict[str, Any]], out: IO[bytes]) -> int:
 def main(paths: list[str], *, publish: bool, site_map: str | None, timeout: float) -> int:
     """The command: returns its exit code (0 converted, 1 something rejected,
     2 bad input or settings, 3 Kafka, 130 interrupted); never raises on bad input."""
-    from .sites import SiteMapError, load
+    from stream_app.intake.sites import SiteMapError, load
 
     try:
         sites = load(site_map)
@@ -196,8 +196,8 @@ def _publish(stream: Iterable[dict[str, Any]], timeout: float) -> int | None:
 
     from pydantic import ValidationError
 
-    from ..kafkaio import BrokerError, publish
-    from ..settings import WorkerSettings, describe_errors
+    from stream_app.stream.kafkaio import BrokerError, publish
+    from stream_app.stream.settings import WorkerSettings, describe_errors
 
     try:
         settings = WorkerSettings()

@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stream_app.settings import WorkerSettings
-
-from .promql import ROOT
+from deploy.promql import ROOT
+from stream_app.stream.settings import WorkerSettings
 
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -266,6 +265,7 @@ def test_image_build_context_builds_the_package(tmp_path: Path) -> None:
     [wheel] = (tmp_path / "dist").glob("stream_app-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        assert "stream_app/worker/app.py" in names and "stream_app/metrics.py" in names
+        assert "stream_app/stream/worker/app.py" in names
+        assert "stream_app/stream/metrics.py" in names
         [entry_points] = [n for n in names if n.endswith("entry_points.txt")]
         assert "stream-app = stream_app.cli:main" in archive.read(entry_points).decode()

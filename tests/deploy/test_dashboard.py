@@ -14,9 +14,8 @@ from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import REGISTRY
 
-import stream_app.metrics  # noqa: F401 - registers the worker's metrics
-
-from .promql import (
+import stream_app.stream.metrics  # noqa: F401 - registers the worker's metrics
+from deploy.promql import (
     DASHBOARD,
     ROOT,
     dashboard,

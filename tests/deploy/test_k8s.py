@@ -10,11 +10,10 @@ from typing import Any
 
 import yaml
 
-from stream_app.profiles import ProfileBook
-from stream_app.rules import load_registry
-
-from .promql import ROOT
-from .test_compose import image_is_pinned, settings_env_names
+from deploy.promql import ROOT
+from deploy.test_compose import image_is_pinned, settings_env_names
+from stream_app.core.profiles import ProfileBook
+from stream_app.core.rules import load_registry
 
 K8S = ROOT / "deploy" / "k8s"
 

@@ -1,4 +1,4 @@
-"""stream_app.metrics: the names follow client_python's conventions, labels
+"""stream_app.stream.metrics: the names follow client_python's conventions, labels
 come from small fixed sets, and the state gauges recount open alerts, courses
 and days from the worker's tables, so they are right after a restart."""
 
@@ -12,18 +12,25 @@ from typing import Any
 import pytest
 from prometheus_client.registry import REGISTRY
 
-from stream_app import metrics
-from stream_app.alerts import build_alert, fold
-from stream_app.engine import Engine
-from stream_app.events import Invalid, parse_event
-from stream_app.faust_store import COURSE, DAY, FaustStore
-from stream_app.rules import load_registry
-from stream_app.store import MemoryStore
-from stream_app.synth import Synth, generate_lines
+from stream_app.core.alerts import build_alert, fold
+from stream_app.core.engine import Engine
+from stream_app.core.events import Invalid, parse_event
+from stream_app.core.rules import load_registry
+from stream_app.core.store import MemoryStore
+from stream_app.stream import metrics
+from stream_app.stream.faust_store import COURSE, DAY, FaustStore
+from stream_app.synth.stream import Synth, generate_lines
 
 RULE_IDS = load_registry().ids
 ALLOWED_LABELS = {
-    "outcome", "reason", "rule_id", "status", "finality", "topic_kind", "action", "route"
+    "outcome",
+    "reason",
+    "rule_id",
+    "status",
+    "finality",
+    "topic_kind",
+    "action",
+    "route",
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from .promql import ROOT, rule_files
+from deploy.promql import ROOT, rule_files
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))

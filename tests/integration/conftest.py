@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Broker, Deployment, free_port
+from integration.harness import Broker, Deployment, free_port
 
 
 @pytest.fixture(scope="session")

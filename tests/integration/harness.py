@@ -20,13 +20,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stream_app.alerts import fold
-from stream_app.engine import Engine
-from stream_app.kafkaio import publish
+from stream_app.core.alerts import fold
+from stream_app.core.engine import Engine
+from stream_app.core.store import MemoryStore
 from stream_app.replay import Replay
-from stream_app.settings import WorkerSettings
-from stream_app.store import MemoryStore
-from stream_app.topics import repartition_topic
+from stream_app.stream.kafkaio import publish
+from stream_app.stream.settings import WorkerSettings
+from stream_app.stream.topics import repartition_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SH = ROOT / "deploy" / "local" / "kafka.sh"
@@ -151,7 +151,7 @@ class Deployment:
         wait_caught_up_with(self, {"bootstrap_servers": self.broker.bootstrap}, timeout, settle)
 
 
-EXIT_STALLED = 4  # stream_app.health.EXIT_STALLED
+EXIT_STALLED = 4  # stream_app.stream.health.EXIT_STALLED
 MAX_RESTARTS = 5
 
 
@@ -357,7 +357,7 @@ class SecureDeployment(Deployment):
 
 def client_kwargs(settings: WorkerSettings) -> dict[str, Any]:
     """aiokafka connection arguments (bootstrap and security) for these settings."""
-    from stream_app.topics import admin_kwargs
+    from stream_app.stream.topics import admin_kwargs
 
     kwargs = admin_kwargs(settings)
     kwargs.pop("request_timeout_ms", None)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .harness import Deployment
+from integration.harness import Deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "examples" / "sample-alerts.jsonl"

@@ -5,7 +5,7 @@ same folded alerts as replay.
 
 Two things make that hold, each shown by a test here:
 1. Output goes into the transaction in which its source partition's offset is
-   committed (stream_app.worker.output Output.send_for). Faust 0.15.3 on its own sends to
+   committed (stream_app.stream.worker.output Output.send_for). Faust 0.15.3 on its own sends to
    topics the app does not consume (alerts, dead letters) outside any
    transaction, and a re-keyed line in the destination partition's
    transaction; a killed worker's alerts then stayed visible while its table
@@ -31,10 +31,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from stream_app.synth import Synth, generate_lines
-from stream_app.topics import repartition_topic
-
-from .harness import (
+from integration.harness import (
     Broker,
     Deployment,
     WorkerProcess,
@@ -44,6 +41,8 @@ from .harness import (
     wait_caught_up_records,
     worker_log,
 )
+from stream_app.stream.topics import repartition_topic
+from stream_app.synth.stream import Synth, generate_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-claims.jsonl"

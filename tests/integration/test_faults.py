@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.synth import Synth, generate_lines
-
-from .harness import (
+from integration.harness import (
     Broker,
     Deployment,
     WorkerProcess,
@@ -27,6 +25,7 @@ from .harness import (
     start_own_broker,
     worker_log,
 )
+from stream_app.synth.stream import Synth, generate_lines
 
 OUTAGE_SECONDS = 20
 

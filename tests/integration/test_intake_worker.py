@@ -11,9 +11,8 @@ from pathlib import Path
 import orjson
 from aiokafka.partitioner import murmur2
 
-from stream_app.topics import ensure_topics
-
-from .harness import Deployment, assert_matches_replay
+from integration.harness import Deployment, assert_matches_replay
+from stream_app.stream.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = [

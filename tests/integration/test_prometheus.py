@@ -46,12 +46,11 @@ from deploy.promql import (
     selectors,
 )
 
-from stream_app import metrics
-from stream_app.alerts import fold
-from stream_app.rules import load_registry
-from stream_app.synth import Synth, generate_lines
-
-from .harness import Deployment, free_port
+from integration.harness import Deployment, free_port
+from stream_app.core.alerts import fold
+from stream_app.core.rules import load_registry
+from stream_app.stream import metrics
+from stream_app.synth.stream import Synth, generate_lines
 
 JOB = "stream-app"
 PARSE_ONLY = ("kafka_",)  # kafka-exporter's metrics: not available here

@@ -15,9 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_app.synth import Synth, generate_lines
-
-from .harness import (
+from integration.harness import (
     SaslBroker,
     SecureDeployment,
     comparable,
@@ -28,6 +26,7 @@ from .harness import (
     string_values,
     worker_log,
 )
+from stream_app.synth.stream import Synth, generate_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-claims.jsonl"

@@ -1,5 +1,5 @@
 """Seeking to committed offsets moves every partition, on a real broker
-(stream_app.faust_patches.seek_committed_or_reset).
+(stream_app.stream.faust.patches.seek_committed_or_reset).
 
 A consumer reads three partitions to their end, as a fetcher does before
 its records are dropped unprocessed (a recovery's queue cleared on resume).
@@ -17,9 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
-from stream_app.faust_patches import seek_committed_or_reset
-
-from .harness import Broker
+from integration.harness import Broker
+from stream_app.stream.faust.patches import seek_committed_or_reset
 
 RECORDS_PER_PARTITION = 5
 

@@ -8,7 +8,7 @@ alerts equal to replay's. Batches are on (the default).
 
 Each test prints the stalls the workers found and how they were healed (their
 "stall:" log lines and the restarts), and the jumps in offsets that the fetch
-loop read again (stream_app.faust_drain), for the record.
+loop read again (stream_app.stream.faust.drain), for the record.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import time
 
 import pytest
 
-from stream_app.synth import Synth, generate_lines
-
-from .harness import Deployment, WorkerProcess, assert_matches_replay, worker_log
+from integration.harness import Deployment, WorkerProcess, assert_matches_replay, worker_log
+from stream_app.synth.stream import Synth, generate_lines
 
 
 def generated(patients: int, seed: int) -> list[bytes]:
@@ -84,7 +83,7 @@ def test_partitions_handed_back_three_times(deployment: Deployment) -> None:
 def test_state_dir_lost_three_times(deployment: Deployment) -> None:
     """A worker whose RocksDB directory is gone rebuilds its tables from the
     changelog topics, and carries on with the lines that arrived meanwhile.
-    Before the seek-before-resume fix (stream_app.faust_patches) this stalled
+    Before the seek-before-resume fix (stream_app.stream.faust.patches) this stalled
     or skipped lines in most tries (faust#596)."""
     lines = generated(patients=80, seed=31)
     parts = chunks(lines, 4)

@@ -12,13 +12,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_app.engine import Engine
-from stream_app.events import ClaimLineEvent, parse_event
+from integration.harness import Deployment, assert_matches_replay, fetch_metrics
+from stream_app.core.engine import Engine
+from stream_app.core.events import ClaimLineEvent, parse_event
+from stream_app.core.store import MemoryStore
 from stream_app.replay import Replay
-from stream_app.store import MemoryStore
-from stream_app.synth import Synth, generate_lines
-
-from .harness import Deployment, assert_matches_replay, fetch_metrics
+from stream_app.synth.stream import Synth, generate_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-claims.jsonl"

@@ -18,17 +18,22 @@ FIRES = [
     pytest.param([delivery("A", 1, "2026-02-10", code="G6010")], id="G6010-in-2026"),
     pytest.param([cl("A", 1, "G6015", "2026-01-01")], id="G6015-on-2026-01-01"),
     pytest.param([cl("A", 1, "G6016", "2026-01-01")], id="G6016-on-2026-01-01"),
-    pytest.param([cl("A", 1, "77385", "2026-01-01", mods=["26"], ctype="institutional")],
-                 id="77385-26-institutional-2026"),
-    *(
-        pytest.param([cl("A", 1, code, "2026-01-01", mods=mods, ctype=ctype)],
-                     id=f"{code}-{ctype}-{'-'.join(mods) or 'global'}-on-2026-01-01")
-        for code in ("77014", "G6001", "G6002", "G6017")
-        for ctype, mods in (("professional", ["26"]), ("professional", []),
-                            ("institutional", []))
+    pytest.param(
+        [cl("A", 1, "77385", "2026-01-01", mods=["26"], ctype="institutional")],
+        id="77385-26-institutional-2026",
     ),
-    pytest.param([delivery("D", 1, "2026-03-02"), cl("A", 1, "G6017", "2026-03-02")],
-                 id="G6017-on-a-fraction-day-in-2026"),
+    *(
+        pytest.param(
+            [cl("A", 1, code, "2026-01-01", mods=mods, ctype=ctype)],
+            id=f"{code}-{ctype}-{'-'.join(mods) or 'global'}-on-2026-01-01",
+        )
+        for code in ("77014", "G6001", "G6002", "G6017")
+        for ctype, mods in (("professional", ["26"]), ("professional", []), ("institutional", []))
+    ),
+    pytest.param(
+        [delivery("D", 1, "2026-03-02"), cl("A", 1, "G6017", "2026-03-02")],
+        id="G6017-on-a-fraction-day-in-2026",
+    ),
 ]
 
 NOT_FIRES = [
@@ -40,11 +45,12 @@ NOT_FIRES = [
     pytest.param([delivery("A", 1, "2025-12-31", code="G6003")], id="G6003-on-2025-12-31"),
     pytest.param([cl("A", 1, "G6016", "2025-12-31")], id="G6016-on-2025-12-31"),
     *(
-        pytest.param([cl("A", 1, code, "2025-12-31", mods=mods, ctype=ctype)],
-                     id=f"{code}-{ctype}-{'-'.join(mods) or 'global'}-on-2025-12-31")
+        pytest.param(
+            [cl("A", 1, code, "2025-12-31", mods=mods, ctype=ctype)],
+            id=f"{code}-{ctype}-{'-'.join(mods) or 'global'}-on-2025-12-31",
+        )
         for code in ("77014", "G6001", "G6002", "G6017")
-        for ctype, mods in (("professional", ["26"]), ("professional", []),
-                            ("institutional", []))
+        for ctype, mods in (("professional", ["26"]), ("professional", []), ("institutional", []))
     ),
     pytest.param([cl("A", 1, "77417", "2026-01-01")], id="77417-is-not-deleted"),
     pytest.param([delivery("A", 1, "2026-01-01", code="77402")], id="77402-is-not-deleted"),
@@ -93,11 +99,18 @@ def test_void_resolves_and_correction_to_an_earlier_date_resolves():
     assert {(m["claim_id"], m["line_number"]) for m in resolved} == {("A", 1), ("B", 1)}
 
 
-@pytest.mark.parametrize("code, instead", [
-    ("77014", "77387-26"), ("G6001", "77387-26"), ("G6002", "77387-26"), ("G6017", "77387-26"),
-    ("77385", "77402, 77407 and 77412"), ("G6011", "77402, 77407 and 77412"),
-    ("0197T", "bill 77387 instead"),
-])
+@pytest.mark.parametrize(
+    "code, instead",
+    [
+        ("77014", "77387-26"),
+        ("G6001", "77387-26"),
+        ("G6002", "77387-26"),
+        ("G6017", "77387-26"),
+        ("77385", "77402, 77407 and 77412"),
+        ("G6011", "77402, 77407 and 77412"),
+        ("0197T", "bill 77387 instead"),
+    ],
+)
 def test_the_message_says_what_to_bill_instead(code, instead):
     r = run([cl("A", 1, code, "2026-02-02")])
     message = r.open_for("deleted-code")[("A", 1)]["message"]

@@ -1,0 +1,128 @@
+"""The worker process: settings, topics, the Faust worker, and its exit code
+(0, 2 bad settings or profiles, 3 topics, 4 a stall it could not heal); under
+exactly-once, local tables a crash may have left ahead of Kafka are dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import faust
+import mode.loop
+
+from stream_app.core.profiles import ProfileBook, ProfileError
+from stream_app.core.rules import load_registry
+from stream_app.stream import health
+from stream_app.stream.settings import WorkerSettings
+from stream_app.stream.topics import TopicSetupError, ensure_topics, partition_count
+from stream_app.stream.worker.app import build_app
+from stream_app.stream.worker.trace import trace
+
+log = logging.getLogger("stream_app.stream.worker")
+
+
+def _not_routine_backpressure(record: logging.LogRecord) -> bool:
+    """Faust warns "producer buffer full" (and logs the flush) whenever table
+    writes queue more than 100 changelog messages: several times a second
+    under load. That is its normal flow control, not a fault."""
+    return not str(record.msg).startswith(("producer buffer full", "producer flush took"))
+
+
+def run_worker() -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("faust.transport.producer").addFilter(_not_routine_backpressure)
+    try:
+        settings = WorkerSettings()
+    except Exception as exc:  # pydantic's message names the variable
+        print(f"stream-app worker: bad settings: {exc}", file=sys.stderr)
+        return 2
+    if settings.trace:
+        trace.setLevel(logging.DEBUG)
+    try:
+        mode.loop.use(settings.loop)  # as Faust's `worker --loop` does
+    except ImportError:
+        print(
+            f"stream-app worker: STREAM_APP_LOOP={settings.loop} needs the {settings.loop} "
+            "package (pip install uvloop)",
+            file=sys.stderr,
+        )
+        return 2
+    registry = load_registry()
+    try:
+        profiles = ProfileBook.load_or_default(settings.payer_profiles, registry.ids)
+    except ProfileError as exc:
+        print(f"stream-app worker: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(ensure_topics(settings))
+    except TopicSetupError as exc:
+        print(f"stream-app worker: {exc}", file=sys.stderr)
+        return 3
+    input_partitions = asyncio.run(partition_count(settings, settings.input_topic))
+    direct = input_partitions == settings.partitions
+    if not direct:
+        log.warning(
+            "input topic %s has %d partitions, not STREAM_APP_PARTITIONS=%d: every message "
+            "takes the re-key topic",
+            settings.input_topic,
+            input_partitions,
+            settings.partitions,
+        )
+    from stream_app.stream import kafka_backoff
+
+    kafka_backoff.install()  # no busy loop while the broker is down
+    app = build_app(settings, profiles, direct=direct)
+    tables_dir = Path(app.conf.tabledir)
+    if settings.processing_guarantee == "exactly_once" and settings.store.startswith("rocksdb"):
+        drop_tables_after_crash(tables_dir)
+    worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            mark_clean_shutdown(tables_dir)
+            if health.exit_requested():
+                return health.EXIT_STALLED
+        raise
+    mark_clean_shutdown(tables_dir)
+    return health.EXIT_STALLED if health.exit_requested() else 0
+
+
+CLEAN_SHUTDOWN_MARKER = "clean-shutdown"
+
+
+def drop_tables_after_crash(tables_dir: Path) -> bool:
+    """Under exactly-once, drop local tables that a crash may have left ahead
+    of what Kafka committed; True if dropped.
+
+    RocksDB keeps every table write at once, including those of a transaction
+    that the crash aborted; the restarted worker would then take the aborted
+    events as already applied and never send their alerts. Tables rebuilt
+    from the changelogs (read_committed) hold only committed writes. This is
+    what Kafka Streams does with its checkpoint file under exactly-once.
+    """
+    marker = tables_dir / CLEAN_SHUTDOWN_MARKER
+    if marker.exists():
+        marker.unlink()  # a crash from now on leaves no marker
+        return False
+    if not tables_dir.exists() or not any(tables_dir.iterdir()):
+        return False
+    log.warning(
+        "exactly-once: the last run did not shut down cleanly; dropping local tables "
+        "in %s and rebuilding them from the changelog topics",
+        tables_dir,
+    )
+    shutil.rmtree(tables_dir)
+    return True
+
+
+def mark_clean_shutdown(tables_dir: Path) -> None:
+    if tables_dir.exists():
+        (tables_dir / CLEAN_SHUTDOWN_MARKER).touch()
