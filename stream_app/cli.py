@@ -14,7 +14,7 @@ from stream_app.core.codes import RULESET, CodeEntry
 from stream_app.synth import generate
 
 if TYPE_CHECKING:
-    from stream_app.stream.settings import WorkerSettings
+    from stream_app.stream.settings import KafkaSettings
 
 # `--timeout` of publish and alerts: how long they try to reach Kafka (and
 # publish waits for a send to be acknowledged) before they exit 3.
@@ -203,13 +203,13 @@ def _intake(args: argparse.Namespace) -> int:
     )
 
 
-def _kafka_settings(command: str) -> WorkerSettings | None:
+def _kafka_settings(command: str) -> KafkaSettings | None:
     from pydantic import ValidationError
 
-    from stream_app.stream.settings import WorkerSettings, describe_errors
+    from stream_app.stream.settings import KafkaSettings, describe_errors
 
     try:
-        return WorkerSettings()
+        return KafkaSettings()
     except ValidationError as exc:
         print(f"stream-app {command}: bad settings: {describe_errors(exc)}", file=sys.stderr)
         return None
@@ -238,7 +238,7 @@ def _kafka_client(args: argparse.Namespace) -> int:
         return 3
 
 
-def _publish(args: argparse.Namespace, settings: WorkerSettings) -> int:
+def _publish(args: argparse.Namespace, settings: KafkaSettings) -> int:
 
     from stream_app.replay import open_input, read_lines
     from stream_app.stream.kafkaio import publish, run_interruptible
@@ -265,7 +265,7 @@ def _publish(args: argparse.Namespace, settings: WorkerSettings) -> int:
     return 0
 
 
-async def _alerts(args: argparse.Namespace, settings: WorkerSettings) -> None:
+async def _alerts(args: argparse.Namespace, settings: KafkaSettings) -> None:
     """Follow the alerts topic; on the way out (idle, Ctrl-C) print the counts."""
     import orjson
 

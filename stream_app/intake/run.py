@@ -197,10 +197,10 @@ def _publish(stream: Iterable[dict[str, Any]], timeout: float) -> int | None:
     from pydantic import ValidationError
 
     from stream_app.stream.kafkaio import BrokerError, publish
-    from stream_app.stream.settings import WorkerSettings, describe_errors
+    from stream_app.stream.settings import KafkaSettings, describe_errors
 
     try:
-        settings = WorkerSettings()
+        settings = KafkaSettings()
     except ValidationError as exc:
         print(f"stream-app intake: bad settings: {describe_errors(exc)}", file=sys.stderr)
         return 2

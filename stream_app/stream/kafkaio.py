@@ -15,7 +15,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
 
-from stream_app.stream.settings import WorkerSettings
+from stream_app.stream.settings import KafkaSettings
 from stream_app.stream.topics import _LoggedErrors, admin_kwargs
 
 T = TypeVar("T")
@@ -49,7 +49,7 @@ def intake_key(raw: bytes, key_by: str = "patient_id") -> bytes | None:
     return None
 
 
-def _client_kwargs(settings: WorkerSettings) -> dict[str, Any]:
+def _client_kwargs(settings: KafkaSettings) -> dict[str, Any]:
     kwargs = admin_kwargs(settings)
     kwargs.pop("request_timeout_ms", None)
     return kwargs
@@ -99,7 +99,7 @@ def run_interruptible(main: Coroutine[Any, Any, T]) -> T:
 
 
 async def _start(
-    client: AIOKafkaProducer | AIOKafkaConsumer, settings: WorkerSettings, timeout: float
+    client: AIOKafkaProducer | AIOKafkaConsumer, settings: KafkaSettings, timeout: float
 ) -> None:
     """Start a client within `timeout` seconds, or raise BrokerError with the
     cause aiokafka logged (its own error says only "Unable to bootstrap")."""
@@ -138,7 +138,7 @@ async def _start(
 
 
 async def publish(
-    settings: WorkerSettings,
+    settings: KafkaSettings,
     lines: Iterable[bytes],
     *,
     rate: float | None = None,
@@ -216,7 +216,7 @@ def _stamp(raw: bytes) -> bytes:
 
 
 async def follow_alerts(
-    settings: WorkerSettings,
+    settings: KafkaSettings,
     on_alert: Callable[[dict[str, Any]], None],
     *,
     idle_seconds: float | None = None,

@@ -1,4 +1,10 @@
-"""Worker settings, read from the environment (SPEC 8)."""
+"""Settings read from the environment (SPEC 8).
+
+`KafkaSettings` are the Kafka connection and topic names that every command
+talking to Kafka reads (`worker`, `publish`, `alerts`, `intake x12 --publish`,
+`sink`); `WorkerSettings` adds the worker's own. This module imports nothing
+of the worker, so any command can read them without loading Faust.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class WorkerSettings(BaseSettings):
+class KafkaSettings(BaseSettings):
+    """The Kafka connection and topic names (SPEC 8), shared by every command."""
+
     model_config = SettingsConfigDict(env_prefix="STREAM_APP_", extra="ignore")
 
     bootstrap_servers: str = Field(
@@ -21,6 +29,23 @@ class WorkerSettings(BaseSettings):
     dlq_topic: str = "claim-lines-dlq"
     partitions: int = Field(8, ge=1, le=1024)
     id: str = "stream-app"
+    # Kafka security (SASL/TLS); plain text by default.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: Path | None = None
+
+    @property
+    def broker_urls(self) -> list[str]:
+        return [
+            f"kafka://{host.strip()}" for host in self.bootstrap_servers.split(",") if host.strip()
+        ]
+
+
+class WorkerSettings(KafkaSettings):
+    """The worker's settings: Kafka's and its own."""
+
     store: str = "rocksdb://"
     data_dir: Path = Path("./data")
     web_port: int = Field(6066, ge=0, le=65535)
@@ -32,12 +57,6 @@ class WorkerSettings(BaseSettings):
     # README, "Finality and event time"); off keeps every course ever seen.
     prune: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # Kafka security (SASL/TLS); plain text by default.
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: str | None = None
-    ssl_cafile: Path | None = None
     # A crashed worker's partitions move to the others after this long.
     session_timeout_seconds: float = Field(10.0, gt=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
@@ -71,12 +90,6 @@ class WorkerSettings(BaseSettings):
         if not value.startswith(("rocksdb://", "memory://")):
             raise ValueError("STREAM_APP_STORE must be rocksdb:// or memory://")
         return value
-
-    @property
-    def broker_urls(self) -> list[str]:
-        return [
-            f"kafka://{host.strip()}" for host in self.bootstrap_servers.split(",") if host.strip()
-        ]
 
 
 def describe_errors(exc: ValidationError) -> str:

@@ -14,7 +14,7 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from stream_app.stream.settings import WorkerSettings
+from stream_app.stream.settings import KafkaSettings
 
 log = logging.getLogger("stream_app.stream.topics")
 TOPIC_MAX_MESSAGE_BYTES = str(4 * 1024 * 1024)
@@ -24,7 +24,7 @@ class TopicSetupError(RuntimeError):
     """The broker could not be reached or refused to create a topic."""
 
 
-def admin_kwargs(settings: WorkerSettings) -> dict[str, object]:
+def admin_kwargs(settings: KafkaSettings) -> dict[str, object]:
     kwargs: dict[str, object] = {
         "bootstrap_servers": settings.bootstrap_servers,
         "security_protocol": settings.security_protocol,
@@ -49,11 +49,11 @@ STATE_TABLE = "state"  # one value per patient (stream_app.stream.faust_store)
 TABLES = (STATE_TABLE,)
 
 
-def changelog_topic(settings: WorkerSettings, table: str) -> str:
+def changelog_topic(settings: KafkaSettings, table: str) -> str:
     return f"{settings.id}-{table}-changelog"
 
 
-def repartition_topic(settings: WorkerSettings) -> str:
+def repartition_topic(settings: KafkaSettings) -> str:
     """The internal topic that carries input re-keyed by patient."""
     return f"{settings.id}-claims-by-patient"
 
@@ -71,7 +71,7 @@ class _LoggedErrors(logging.Handler):
         self.errors.extend(arg for arg in args if isinstance(arg, BaseException))
 
 
-async def ensure_topics(settings: WorkerSettings, timeout: float = 30.0) -> list[str]:
+async def ensure_topics(settings: KafkaSettings, timeout: float = 30.0) -> list[str]:
     """Create the input, alerts, dead-letter and re-key topics if missing; returns those created."""
     admin = AIOKafkaAdminClient(**admin_kwargs(settings))
     logged = _LoggedErrors()
@@ -123,7 +123,7 @@ async def ensure_topics(settings: WorkerSettings, timeout: float = 30.0) -> list
         await admin.close()
 
 
-async def partition_count(settings: WorkerSettings, topic: str, timeout: float = 30.0) -> int:
+async def partition_count(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> int:
     """How many partitions `topic` has (0 if it cannot be told)."""
     admin = AIOKafkaAdminClient(**admin_kwargs(settings))
     try:
