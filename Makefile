@@ -19,6 +19,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check stream_app tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: setup lint
 	bash deploy/local/kafka.sh fetch

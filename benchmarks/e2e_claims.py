@@ -21,7 +21,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_app.core.engine import Engine
 from stream_app.core.store import MemoryStore
-from stream_app.replay import Replay, read_lines
+from stream_app.inputs import read_lines
+from stream_app.replay import Replay
 from stream_app.synth import stream as synth
 from stream_app.synth.claims import as_claims
 

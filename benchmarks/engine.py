@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 from stream_app.core.engine import Engine  # noqa: E402
 from stream_app.core.events import ClaimEvent, Invalid, parse_event  # noqa: E402
 from stream_app.core.store import MemoryStore  # noqa: E402
-from stream_app.replay import Replay, read_lines, relaxed_gc  # noqa: E402
+from stream_app.inputs import read_lines, relaxed_gc  # noqa: E402
+from stream_app.replay import Replay  # noqa: E402
 from stream_app.synth import stream as synth  # noqa: E402
 from stream_app.synth.claims import as_claims  # noqa: E402
 

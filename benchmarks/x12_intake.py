@@ -38,9 +38,9 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from stream_app.inputs import relaxed_gc  # noqa: E402
 from stream_app.intake import sites  # noqa: E402
 from stream_app.intake.run import Intake  # noqa: E402
-from stream_app.replay import relaxed_gc  # noqa: E402
 
 TARGET_CLAIMS_PER_SECOND = 1_000
 LINES = 10

@@ -157,7 +157,8 @@ def _replay(args: argparse.Namespace) -> int:
     from stream_app.core.profiles import ProfileBook, ProfileError
     from stream_app.core.rules import load_registry
     from stream_app.core.store import MemoryStore
-    from stream_app.replay import Replay, open_input, read_lines
+    from stream_app.inputs import open_input, read_lines
+    from stream_app.replay import Replay
 
     registry = load_registry()
     try:
@@ -240,7 +241,7 @@ def _kafka_client(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace, settings: KafkaSettings) -> int:
 
-    from stream_app.replay import open_input, read_lines
+    from stream_app.inputs import open_input, read_lines
     from stream_app.stream.kafkaio import publish, run_interruptible
 
     try:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import gc
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
@@ -15,6 +12,7 @@ from stream_app.core.alerts import AlertCounts, encode_alert, now_rfc3339
 from stream_app.core.engine import Engine, Transition
 from stream_app.core.events import Event, Invalid, parse_event
 from stream_app.core.store import MemoryStore
+from stream_app.inputs import relaxed_gc
 
 
 @dataclass
@@ -44,22 +42,6 @@ class ReplaySummary:
         ]
         parts.extend(f"  {line}" for line in self.alerts.render())
         return "\n".join(parts)
-
-
-def read_lines(stream: BinaryIO) -> Iterator[bytes]:
-    for raw in stream:
-        yield raw.rstrip(b"\r\n")
-
-
-@contextmanager
-def relaxed_gc() -> Iterator[None]:
-    """Engine state is acyclic, so frequent cyclic collections only cost time."""
-    threshold = gc.get_threshold()
-    gc.set_threshold(200_000, 50, 1000)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
 
 
 class _InvalidRun:
@@ -182,9 +164,3 @@ class Replay:
         for transition in transitions:
             self.summary.record(transition)
             write(encode_alert(transition, detected_at) + b"\n")
-
-
-def open_input(path: str) -> BinaryIO:
-    if path == "-":
-        return sys.stdin.buffer
-    return open(path, "rb")

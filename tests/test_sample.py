@@ -23,7 +23,8 @@ from stream_app.core.alerts import fold
 from stream_app.core.engine import Engine
 from stream_app.core.rules import EXPECTED_RULE_IDS
 from stream_app.core.store import MemoryStore
-from stream_app.replay import Replay, ReplaySummary, read_lines
+from stream_app.inputs import read_lines
+from stream_app.replay import Replay, ReplaySummary
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SAMPLE = EXAMPLES / "sample-claims.jsonl"

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from stream_app.core.context import Context, EngineSettings
 from stream_app.core.events import (
     ClaimEvent,
     ClaimLineEvent,
@@ -36,14 +37,6 @@ class Result:
     transitions: list[Transition]
 
 
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    course_idle_days: int = 45
-    # A closed course whose last line is this many days behind the stream's
-    # watermark is dropped from state; a later line for it is evaluated final.
-    retain_days: int = 120
-
-
 __all__ = ["Engine", "EngineSettings", "Result", "Transition"]
 
 
@@ -53,18 +46,21 @@ class Engine:
         store: Store,
         registry: Registry | None = None,
         profiles: ProfileBook | None = None,
-        settings: EngineSettings = EngineSettings(),
+        settings: EngineSettings | None = None,
     ) -> None:
         self.store = store
         self.registry = registry or load_registry()
-        self.settings = settings
+        self.settings = settings = settings or EngineSettings()
         book = profiles or ProfileBook()
         self.profile_of = lru_cache(maxsize=4096)(book.resolve)
+        self.context = Context(store, self.registry, self.profile_of, settings)
         self._scopes: dict[int, Scope] = {}
         self.pruned_courses = 0
-        # Rule checks run so far (one per rule and day evaluated): a count
-        # that tests use to see that evaluation follows what changed.
-        self.rule_runs = 0
+
+    @property
+    def rule_runs(self) -> int:
+        """Rule checks run so far (one per rule and day evaluated)."""
+        return self.context.rule_runs
 
     def apply(
         self,
@@ -142,7 +138,7 @@ class Engine:
         """Close every course of these patients (the end of a replay)."""
         transitions: list[Transition] = []
         for patient_id in patient_ids:
-            work = Work(self, patient_id, "")
+            work = Work(self.context, patient_id, "")
             for ref, status in list(work.patient.courses.items()):
                 if not status.ended:
                     work.patient.courses[ref] = status._replace(ended=True)
@@ -157,15 +153,15 @@ class Engine:
         consumer that folds by alert_id, and makes sure nothing is lost.
         """
         if isinstance(event, CourseEndEvent):
-            work = Work(self, event.patient_id, "")
+            work = Work(self.context, event.patient_id, "")
             ref = CourseRef(event.course_id, event.site)
             days = [(ref.site, d) for d in work.course(ref).dates]
         elif isinstance(event, ClaimEvent):
-            work = Work(self, event.patient_id, "")
+            work = Work(self.context, event.patient_id, "")
             locations = self.store.claim_locations(event.patient_id, event.claim_id).values()
             days = sorted({(location.site, location.date_of_service) for location in locations})
         else:
-            work = Work(self, event.line.patient_id, "")
+            work = Work(self.context, event.line.patient_id, "")
             location = self.store.get_location(
                 (event.line.patient_id, event.line.claim_id, event.line.line_number)
             )
@@ -196,7 +192,7 @@ class Engine:
 
     def _maintain(self, patient_id: str, stream: Scope) -> tuple[list[Transition], Due | None]:
         """Close the patient's idle courses, then drop closed ones far behind."""
-        work = Work(self, patient_id, stream.watermark, stream.latest)
+        work = Work(self.context, patient_id, stream.watermark, stream.latest)
         settled = stream.settled
         transitions = work.finish()
         patient = work.patient
@@ -240,7 +236,7 @@ class Engine:
     def _course_end(
         self, event: CourseEndEvent, watermark: str, arrival: str
     ) -> tuple[Result, Due | None]:
-        work = Work(self, event.patient_id, watermark, arrival)
+        work = Work(self.context, event.patient_id, watermark, arrival)
         ref = CourseRef(event.course_id, event.site)
         status = work.patient.courses.get(ref) or CourseStatus(
             event.date, False, False, False, arrival
@@ -253,7 +249,7 @@ class Engine:
         self, event: ClaimLineEvent, watermark: str, arrival: str
     ) -> tuple[Result, Due | None]:
         line = event.line
-        work = Work(self, line.patient_id, watermark, arrival)
+        work = Work(self.context, line.patient_id, watermark, arrival)
         location = self.store.get_location((line.patient_id, line.claim_id, line.line_number))
         if event.action == "void":
             if not work.withdraw(location, line.key):
@@ -265,7 +261,7 @@ class Engine:
 
     def _claim(self, event: ClaimEvent, watermark: str, arrival: str) -> tuple[Result, Due | None]:
         """A whole claim (SPEC 1.1): every line applied, then one evaluation."""
-        work = Work(self, event.patient_id, watermark, arrival)
+        work = Work(self.context, event.patient_id, watermark, arrival)
         known = self.store.claim_locations(event.patient_id, event.claim_id)
         listed = {line.line_number for line in event.lines}
         withdrawn = {

@@ -5,15 +5,13 @@ evidence change."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
+from stream_app.core.context import Context
 from stream_app.core.model import DayState, Evidence, Line, LineKey, Memo
 from stream_app.core.profiles import Profile
 from stream_app.core.rules import FINAL, RuleSpec, Violation
 from stream_app.core.rules.base import CourseView
-
-if TYPE_CHECKING:
-    from stream_app.core.engine import Engine
 
 PROVISIONAL = "provisional"
 
@@ -40,7 +38,7 @@ def resolved_message(spec: RuleSpec, line: Line) -> str:
 
 
 def diff(
-    engine: Engine,
+    context: Context,
     course_view: Callable[[str, str], CourseView],
     day: DayState,
     key: LineKey,
@@ -51,8 +49,8 @@ def diff(
     line = day.lines.get(key) or day.voided.get(key)
     if line is None:  # only resolved memos can be left without their line
         return []
-    profile = engine.profile_of(line.payer_id, line.payer_type)
-    specs = engine.registry.specs
+    profile = context.profile_of(line.payer_id, line.payer_type)
+    specs = context.registry.specs
     updated = dict(memos)
     transitions: list[Transition] = []
     for rule_id, violation in violations.items():

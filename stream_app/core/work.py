@@ -6,9 +6,10 @@ alerts of a course that closes, and every day of a course whose facts change."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from stream_app.core import codes
+from stream_app.core.context import Context
 from stream_app.core.memos import Transition, diff, resolved_message
 from stream_app.core.model import (
     CourseRef,
@@ -24,9 +25,6 @@ from stream_app.core.model import (
 from stream_app.core.rules import DayView, Violation
 from stream_app.core.rules.base import CourseView
 from stream_app.core.rules.port_images import allowance, frequency_excess
-
-if TYPE_CHECKING:
-    from stream_app.core.engine import Engine
 
 
 def _course_of(day: DayState, key: LineKey) -> str | None:
@@ -59,14 +57,14 @@ class Work:
     """The state one event touches, loaded once, written back once."""
 
     def __init__(
-        self, engine: Engine, patient_id: str, watermark: str, arrival: str | None = None
+        self, context: Context, patient_id: str, watermark: str, arrival: str | None = None
     ) -> None:
-        self.engine = engine
+        self.context = context
         self.watermark = watermark  # the stream's event time
         # What a line arriving now is stamped with for pruning: the latest date
         # the stream has reached anywhere (replay: the same as event time).
         self.arrival = watermark if arrival is None else arrival
-        self.store = engine.store
+        self.store = context.store
         self.patient_id = patient_id
         self.patient = self.store.get_patient(patient_id) or PatientState()
         self.days: dict[tuple[str, str], DayState] = {}
@@ -183,7 +181,7 @@ class Work:
                 course.modalities[modality] = left
             else:
                 course.modalities.pop(modality, None)
-        if self.engine.registry.code_table.deleted(line.hcpcs, line.date_of_service):
+        if self.context.registry.code_table.deleted(line.hcpcs, line.date_of_service):
             return
         if line.has_skin_or_keloid_dx():
             course.skin_lines += sign
@@ -211,7 +209,7 @@ class Work:
     # -- evaluation ----------------------------------------------------------
     def finish(self) -> list[Transition]:
         closed_before = self._update_closure()
-        registry = self.engine.registry
+        registry = self.context.registry
         for ref, course in list(self.courses.items()):
             before = self.snapshots[ref]
             if course.facts() != before.facts:
@@ -247,7 +245,7 @@ class Work:
             keys = {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
         else:
             keys = old.keys() | new.keys()
-        rules = self.engine.registry.port_unit_rules
+        rules = self.context.registry.port_unit_rules
         for key in keys:
             held = course.port_lines.get(key) or before.port_lines[key]
             self.evaluate(ref.site, held[0], rules)
@@ -255,7 +253,7 @@ class Work:
     def _update_closure(self) -> dict[CourseRef, bool]:
         """Close the courses that are due; returns the courses whose closing
         changed, with what it was before."""
-        idle = self.engine.settings.course_idle_days
+        idle = self.context.settings.course_idle_days
         watermark = date_ordinal(self.watermark) if self.watermark else None
         changed: dict[CourseRef, bool] = {}
         for ref, status in list(self.patient.courses.items()):
@@ -283,7 +281,7 @@ class Work:
         """Closing changes the finality of open provisional alerts (and the
         port-image allowance, see _recheck_ports): re-run the provisional
         rules on the days that hold one of the course's."""
-        provisional = self.engine.registry.provisional_rules
+        provisional = self.context.registry.provisional_rules
         for day_date in course.dates:
             day = self.day(ref.site, day_date)
             if any(
@@ -333,7 +331,7 @@ class Work:
         goes to `deleted` only: no other rule sees it, as a line or as
         evidence; a deleted delivery code still counts its fractions and
         modality (SPEC 6, deleted-code). This is the one place that hides it."""
-        table = self.engine.registry.code_table
+        table = self.context.registry.code_table
         lines: list[Line] = []
         deleted: list[tuple[Line, codes.CodeEntry]] = []
         by_code: dict[str, list[Line]] = {}
@@ -352,7 +350,7 @@ class Work:
                 continue
             lines.append(line)
             by_code.setdefault(line.hcpcs, []).append(line)
-        engine = self.engine
+        profile_of = self.context.profile_of
         return DayView(
             date_of_service=day_date,
             lines=lines,
@@ -361,20 +359,20 @@ class Work:
             modalities=frozenset(modalities),
             has_delivery=bool(modalities),
             course=lambda course_id: self.course_view(course_id, site),
-            profile=lambda line: engine.profile_of(line.payer_id, line.payer_type),
+            profile=lambda line: profile_of(line.payer_id, line.payer_type),
             deleted=deleted,
         )
 
     def restate_day(self, site: str, day_date: str) -> list[Transition]:
         day = self.day(site, day_date)
         current = self._violations(site, day_date, day)
-        specs = self.engine.registry.specs
+        specs = self.context.registry.specs
         transitions: list[Transition] = []
         for key, memos in day.memos.items():
             line = day.lines.get(key) or day.voided.get(key)
             if line is None:
                 continue
-            profile = self.engine.profile_of(line.payer_id, line.payer_type)
+            profile = self.context.profile_of(line.payer_id, line.payer_type)
             for rule_id, memo in memos.items():
                 spec = specs[rule_id]
                 violation = current.get(key, {}).get(rule_id)
@@ -405,7 +403,7 @@ class Work:
         current: dict[LineKey, dict[str, Violation]] = {}
         if not day.lines:
             return current
-        registry = self.engine.registry
+        registry = self.context.registry
         # The rules for the day's codes first: no view for a day none applies to.
         billed = {line.hcpcs for line in day.lines.values()}
         hidden = {code for code in billed if registry.code_table.deleted(code, day_date)}
@@ -417,7 +415,7 @@ class Work:
         if rules:
             view = self._day_view(site, day_date, day)
             for declared in rules:
-                self.engine.rule_runs += 1
+                self.context.rule_runs += 1
                 for violation in declared.check(view):
                     line = day.lines[violation.key]
                     if violation.rule_id in view.profile(line).disabled_rules:
@@ -433,7 +431,7 @@ class Work:
         transitions: list[Transition] = []
         for key in current.keys() | day.memos.keys():
             transitions.extend(
-                diff(self.engine, self.course_view, day, key, current.get(key, {}), only)
+                diff(self.context, self.course_view, day, key, current.get(key, {}), only)
             )
         return transitions
 

@@ -18,10 +18,10 @@ from typing import IO, Any
 
 import orjson
 
+from stream_app.inputs import relaxed_gc
 from stream_app.intake.claims import Failed, Mapper, claim_type_of
 from stream_app.intake.sites import SiteMap
 from stream_app.intake.x12 import Interchange, NotX12, Transaction, read_interchanges
-from stream_app.replay import relaxed_gc
 
 
 @dataclass(slots=True)
