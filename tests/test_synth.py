@@ -17,6 +17,7 @@ from stream_app.core.events import ClaimLineEvent, CourseEndEvent, Invalid, pars
 from stream_app.core.rules import EXPECTED_RULE_IDS
 from stream_app.core.store import MemoryStore
 from stream_app.replay import Replay
+from stream_app.synth import calendar, generate
 from stream_app.synth import stream as synth
 from stream_app.synth.claims import period_end
 
@@ -124,7 +125,7 @@ def test_violations_cover_every_rule() -> None:
 
 def test_max_lines_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "stream.jsonl"
-    code = synth.main(
+    code = generate.main(
         [
             "--",
             "--patients",
@@ -149,7 +150,7 @@ def test_max_lines_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert len(written) == 700
     assert "generate: 700 lines" in capsys.readouterr().err
     again = tmp_path / "again.jsonl"
-    synth.main(
+    generate.main(
         [
             "--patients",
             "30",
@@ -173,13 +174,13 @@ def test_max_lines_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_holidays_and_weekends_are_not_treatment_days() -> None:
-    assert not synth.is_treatment_day(date(2025, 12, 25).toordinal())
-    assert not synth.is_treatment_day(date(2026, 7, 3).toordinal())  # July 4th observed
-    assert not synth.is_treatment_day(date(2025, 11, 27).toordinal())  # Thanksgiving
-    assert not synth.is_treatment_day(date(2025, 3, 8).toordinal())  # a Saturday
-    assert synth.is_treatment_day(date(2025, 3, 10).toordinal())
+    assert not calendar.is_treatment_day(date(2025, 12, 25).toordinal())
+    assert not calendar.is_treatment_day(date(2026, 7, 3).toordinal())  # July 4th observed
+    assert not calendar.is_treatment_day(date(2025, 11, 27).toordinal())  # Thanksgiving
+    assert not calendar.is_treatment_day(date(2025, 3, 8).toordinal())  # a Saturday
+    assert calendar.is_treatment_day(date(2025, 3, 10).toordinal())
     christmas_eve = date(2025, 12, 24).toordinal()
-    assert synth.next_treatment_day(christmas_eve + 1) == date(2025, 12, 26).toordinal()
+    assert calendar.next_treatment_day(christmas_eve + 1) == date(2025, 12, 26).toordinal()
 
 
 def test_claims_carry_the_same_lines_and_fold_to_the_same_alerts() -> None:

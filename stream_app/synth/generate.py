@@ -1,8 +1,9 @@
-"""`stream-app generate`: write a synthetic claim-line stream (stream_app/synth/stream.py).
+"""`stream-app generate`: write a synthetic claim stream (stream_app/synth/stream.py).
 
 `add_arguments` declares the options on any parser (the `generate` subcommand
 of stream_app/cli.py, or a parser of its own in `main`); `run` acts on them.
-A new option is one `add_argument` here and its use in `run`.
+A new option is one `add_argument` here and its use in `run`. This is the
+command layer: it imports the generator modules, they never import it.
 """
 
 from __future__ import annotations
