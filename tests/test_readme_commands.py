@@ -1,12 +1,12 @@
-"""Every `stream-app ...` command line README.md shows runs as written.
+"""Every `stream-app ...` command line README.md and docs/*.md show runs as written.
 
 Command lines are taken from code spans (tables and prose) and from fenced
 code blocks: any whose text starts with `stream-app ` (a span such as
 `stream-app worker: cannot reach Kafka …` is a message the command prints, not
 a command: its subcommand ends with a colon). Each runs as a subprocess from
 the repository root, with no input on stdin. Commands that need Kafka run
-against an address where no broker listens and must fail as README's *Exit
-codes* says: exit 3 with "cannot reach Kafka at <address>". Every other
+against an address where no broker listens and must fail as docs/commands.md's
+*Exit codes* says: exit 3 with "cannot reach Kafka at <address>". Every other
 command must succeed. A command that does not parse exits 2 and fails here.
 """
 
@@ -24,6 +24,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+# The README and every document it leads to; a command shown in several runs once.
+DOCS = [README, *sorted((REPO / "docs").glob("*.md"))]
+COMMANDS_DOC = REPO / "docs" / "commands.md"
 # Subcommands that talk to Kafka; `--publish` on any other command does too.
 NEEDS_KAFKA = {"worker", "publish", "alerts"}
 FENCE = re.compile(r"^ *(```|~~~).*?^ *\1 *$", re.MULTILINE | re.DOTALL)
@@ -50,16 +53,20 @@ def readme_commands(text: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-COMMANDS = readme_commands(README.read_text())
+COMMANDS = list(dict.fromkeys(c for doc in DOCS for c in readme_commands(doc.read_text())))
+TABLE_SUBCOMMANDS = {"replay", "rules", "worker", "publish", "alerts", "generate"}
 
 
 def test_the_extraction_finds_every_command_of_the_table() -> None:
-    subcommands = {shlex.split(c, comments=True)[1] for c in COMMANDS}
-    assert {"replay", "rules", "worker", "publish", "alerts", "generate"} <= subcommands
-    assert (
-        "stream-app generate --patients 200 --fractions 20 --violation-rate 0.1 --seed 1"
-        in COMMANDS
-    )
+    assert COMMANDS_DOC in DOCS
+    for doc in (README, COMMANDS_DOC):  # the README's short table and the full one
+        commands = readme_commands(doc.read_text())
+        subcommands = {shlex.split(c, comments=True)[1] for c in commands}
+        assert subcommands >= TABLE_SUBCOMMANDS, doc
+        assert (
+            "stream-app generate --patients 200 --fractions 20 --violation-rate 0.1 --seed 1"
+            in commands
+        ), doc
     assert readme_commands("`stream-app worker: cannot reach Kafka at\n<servers>`") == []
     assert readme_commands("| `stream-app replay [PATH\\|-]` |") == ["stream-app replay [PATH|-]"]
     assert readme_commands("```sh\nstream-app rules \\\n  --json   # one per line\n```\n") == [
