@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from stream_app import argtypes
 from stream_app.core.codes import RULESET, CodeEntry
+from stream_app.sink import commands as sink_commands
 from stream_app.synth import generate
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
             description=generate.DESCRIPTION,
         )
     )
+    sink_commands.add_parsers(commands)  # sink postgres, queue take|close|list (SPEC 11)
     return parser
 
 
@@ -147,6 +149,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _intake(args)
     if args.command == "generate":
         return generate.run(args)
+    if args.command in ("sink", "queue"):
+        return sink_commands.run(args)
     return 2
 
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from integration.harness import Broker, Deployment, free_port
+
+if TYPE_CHECKING:
+    from integration.sink_harness import Postgres
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +38,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.kafka)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One real PostgreSQL for the session (deploy/local/postgres.sh), for
+    the denial-queue sink's tests; each test takes its own database."""
+    from integration.sink_harness import Postgres
+
+    running = Postgres.create()
+    running.start()
+    try:
+        yield running
+    finally:
+        running.wipe()
