@@ -141,6 +141,9 @@ class Batch:
     latest: dict[str, Incoming] = field(default_factory=dict)
     opened_at: dict[str, datetime] = field(default_factory=dict)  # first open in the batch
     read: dict[str, int] = field(default_factory=dict)  # messages per alert
+    # per alert, the sequences that raised the batch's highest so far: applied
+    # one by one, each of these above the row's sequence would change the row
+    raisers: dict[str, list[int]] = field(default_factory=dict)
     next_offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset
     valid: int = 0
     invalid: int = 0
@@ -158,6 +161,7 @@ class Batch:
         best = self.latest.get(key)
         if best is None or message.sequence > best.sequence:
             self.latest[key] = message
+            self.raisers.setdefault(key, []).append(message.sequence)
 
     def rows(self) -> list[tuple[Any, ...]]:
         return [
@@ -192,8 +196,8 @@ ON CONFLICT (alert_id) DO UPDATE SET
         THEN coalesce(excluded.last_changed_at, now()) ELSE q.last_changed_at END,
     resolved_at = CASE WHEN {_NEWER} THEN excluded.resolved_at ELSE q.resolved_at END,
     messages_read = q.messages_read + excluded.messages_read
-RETURNING q.alert_id, q.applied_partition, q.applied_offset
 """
+ROW_SEQUENCES = "SELECT i.alert_id, q.sequence FROM incoming i JOIN denial_queue q USING (alert_id)"
 SAVE_OFFSETS = """
 INSERT INTO sink_offsets AS s (topic, partition, next_offset)
 SELECT %s, p, o FROM unnest(%s::integer[], %s::bigint[]) AS t(p, o)
@@ -226,10 +230,12 @@ async def write(
             async with cur.copy(COPY_INCOMING.encode()) as copy:
                 for row in rows:
                     await copy.write_row(row)
+            await cur.execute(ROW_SEQUENCES.encode())
+            stored = {str(alert_id): int(sequence) for alert_id, sequence in await cur.fetchall()}
             await cur.execute(UPSERT.encode())
-            for alert_id, partition, offset in await cur.fetchall():
-                position = batch.latest[str(alert_id)].values[-2:]
-                applied += (partition, offset) == position
+            for alert_id, raised in batch.raisers.items():
+                row = stored.get(alert_id)
+                applied += len(raised) if row is None else sum(s > row for s in raised)
         if batch.next_offsets:
             await save_offsets(cur, topic, batch.next_offsets)
     return Outcome(applied, batch.valid - applied, batch.invalid)

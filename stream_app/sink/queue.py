@@ -22,10 +22,14 @@ from stream_app.sink.settings import SinkSettings
 PREFIX = "stream-app queue"
 Conn = psycopg.Connection[tuple[Any, ...]]
 
+# The rows of the view `actionable`, read from its table: FOR UPDATE SKIP
+# LOCKED through the view (a sorted subquery) returned no row at all in
+# PostgreSQL 15 while another reviewer held some (tests/integration/test_sink.py).
 TAKE = """
 UPDATE denial_queue AS q SET reviewer = %(reviewer)s, taken_at = now()
 FROM (
-    SELECT alert_id FROM actionable
+    SELECT alert_id FROM denial_queue
+    WHERE status = 'open' AND reviewer IS NULL AND disposition IS NULL
     ORDER BY (severity <> 'deny'), first_opened_at, alert_id
     LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ) AS picked
