@@ -234,8 +234,8 @@ async def write(
             stored = {str(alert_id): int(sequence) for alert_id, sequence in await cur.fetchall()}
             await cur.execute(UPSERT.encode())
             for alert_id, raised in batch.raisers.items():
-                row = stored.get(alert_id)
-                applied += len(raised) if row is None else sum(s > row for s in raised)
+                before = stored.get(alert_id)
+                applied += len(raised) if before is None else sum(s > before for s in raised)
         if batch.next_offsets:
             await save_offsets(cur, topic, batch.next_offsets)
     return Outcome(applied, batch.valid - applied, batch.invalid)
