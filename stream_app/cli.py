@@ -50,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
         help="drop closed courses N days behind the stream (default 120)",
     )
     replay.add_argument(
+        "--hold-days",
+        type=argtypes.integer(0, 3650),
+        default=None,
+        metavar="N",
+        help="hold a violation a later claim could cure up to N days of event time past "
+        "its date of service, for every payer (default: each payer profile's, 60; 0: no hold)",
+    )
+    replay.add_argument(
         "--fixed-time",
         type=argtypes.rfc3339,
         metavar="RFC3339",
@@ -179,7 +187,11 @@ def _replay(args: argparse.Namespace) -> int:
         MemoryStore(),
         registry,
         profiles,
-        EngineSettings(course_idle_days=args.course_idle_days, retain_days=args.retain_days),
+        EngineSettings(
+            course_idle_days=args.course_idle_days,
+            retain_days=args.retain_days,
+            hold_days=args.hold_days,
+        ),
     )
     err = io.StringIO() if args.quiet else sys.stderr
     replay = Replay(

@@ -11,6 +11,7 @@ from typing import BinaryIO, TextIO
 from stream_app.core.alerts import AlertCounts, encode_alert, now_rfc3339
 from stream_app.core.engine import Engine, Transition
 from stream_app.core.events import Event, Invalid, parse_event
+from stream_app.core.holds import HoldCounts
 from stream_app.core.store import MemoryStore
 from stream_app.inputs import relaxed_gc
 
@@ -23,6 +24,7 @@ class ReplaySummary:
     invalid: Counter[str] = field(default_factory=Counter)
     alerts: AlertCounts = field(default_factory=AlertCounts)
     pruned_courses: int = 0
+    holds: HoldCounts = field(default_factory=HoldCounts)
     seconds: float = 0.0
 
     def record(self, transition: Transition) -> None:
@@ -39,6 +41,9 @@ class ReplaySummary:
             f"  invalid: {sum(self.invalid.values())} "
             + " ".join(f"{k}={v}" for k, v in sorted(self.invalid.items())),
             f"  courses pruned from state: {self.pruned_courses}",
+            f"  holds: {sum(self.holds.held().values())} held at the end, "
+            f"{sum(self.holds.cured.values())} cured while held, "
+            f"{sum(self.holds.published.values())} published when their hold ended",
         ]
         parts.extend(f"  {line}" for line in self.alerts.render())
         return "\n".join(parts)
@@ -128,6 +133,7 @@ class Replay:
                 self.emit(self.close())
         self.summary.seconds = time.perf_counter() - started
         self.summary.pruned_courses = self.engine.pruned_courses
+        self.summary.holds = self.engine.context.holds
         self.out.flush()
         return self.summary
 

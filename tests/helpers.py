@@ -6,12 +6,13 @@ test also exercises the public input contract (SPEC 1).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
 
 from stream_app.core.alerts import build_alert, fold
-from stream_app.core.engine import Engine
+from stream_app.core.engine import Engine, EngineSettings
 from stream_app.core.events import Invalid, parse_event
 from stream_app.core.profiles import ProfileBook
 from stream_app.core.store import MemoryStore
@@ -97,10 +98,19 @@ def parse(doc: dict[str, Any]):
 
 
 class Run:
-    """An engine on a MemoryStore, and every alert message it emitted."""
+    """An engine on a MemoryStore, and every alert message it emitted.
 
-    def __init__(self, profiles: ProfileBook | None = None, **engine_kw: Any) -> None:
-        self.engine = Engine(MemoryStore(), profiles=profiles, **engine_kw)
+    `hold_days` is 0 (no holds, SPEC 4.1) unless given: the rule tables test
+    what each rule finds, as it would be published at once; holds have their
+    own tests (tests/test_holds.py), and `check_rule` checks that with the
+    default holds the closed fold is the same."""
+
+    def __init__(
+        self, profiles: ProfileBook | None = None, hold_days: int | None = 0, **engine_kw: Any
+    ) -> None:
+        settings = engine_kw.pop("settings", None) or EngineSettings()
+        settings = dataclasses.replace(settings, hold_days=hold_days)
+        self.engine = Engine(MemoryStore(), profiles=profiles, settings=settings, **engine_kw)
         self.messages: list[dict[str, Any]] = []
 
     def feed(self, *docs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -145,9 +155,13 @@ class Run:
 
 
 def run(
-    docs: list[dict[str, Any]], *, close: bool = False, profiles: ProfileBook | None = None
+    docs: list[dict[str, Any]],
+    *,
+    close: bool = False,
+    profiles: ProfileBook | None = None,
+    hold_days: int | None = 0,
 ) -> Run:
-    r = Run(profiles)
+    r = Run(profiles, hold_days)
     r.feed(*docs)
     if close:
         r.close_all()
@@ -183,4 +197,11 @@ def check_rule(
     for alert in got.values():
         assert alert["finality"] == "final", alert
         assert (alert["severity"], alert["carc"]) == (severity, carc), alert
+    # With the default holds (SPEC 4.1) the fold once every course is closed
+    # is the same, and a rule that is not held publishes the same at once.
+    held = run(docs, profiles=profiles, hold_days=None)
+    if rule_id not in held.engine.registry.held_rules:
+        assert held.open_for(rule_id).keys() == before.keys()
+    held.close_all()
+    assert held.summary() == r.summary()
     return r

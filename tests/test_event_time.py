@@ -72,8 +72,9 @@ def test_a_send_begun_before_a_rebalance_does_not_count_as_told() -> None:
 
 def test_lines_seen_before_event_time_is_known_close_by_their_date_when_it_arrives() -> None:
     """Whether a course closes depends on its dates and event time, not on
-    whether its lines reached the worker before event time was known."""
-    engine = Engine(MemoryStore())
+    whether its lines reached the worker before event time was known (the
+    line's rule is held by default: no hold here, tests/test_holds.py)."""
+    engine = Engine(MemoryStore(), settings=EngineSettings(hold_days=0))
     event = parse(_line("P", "2025-01-06"))
     opened = engine.apply(event, scope=1, watermark="")  # the worker knows no event time yet
     assert [t.finality for t in opened.transitions] == ["provisional"]

@@ -89,13 +89,25 @@ def test_sequences_increase_per_alert_in_output_order(events_file):
 
 
 def test_no_close_at_end_leaves_provisional_alerts_provisional(events_file):
-    done = replay(str(events_file), "--no-close-at-end")
+    done = replay(str(events_file), "--no-close-at-end", "--hold-days", "0")
     assert done.returncode == 0, done.stderr
     open_ = fold(alerts(done.stdout))
     assert {aid: a["finality"] for aid, a in open_.items()} == {
         "igrt-without-fraction:P1:B:1": "provisional",
         "deleted-code:P2:C:1": "final",
     }
+
+
+def test_no_close_at_end_leaves_held_violations_held_and_counts_them(events_file):
+    """SPEC 4.1: with the default hold the IGRT line without a fraction is
+    still held at the end: unpublished, and counted in the summary."""
+    done = replay(str(events_file), "--no-close-at-end")
+    assert done.returncode == 0, done.stderr
+    open_ = fold(alerts(done.stdout))
+    assert {aid: a["finality"] for aid, a in open_.items()} == {"deleted-code:P2:C:1": "final"}
+    assert b"holds: 1 held at the end, 0 cured while held, 0 published" in done.stderr
+    closed = replay(str(events_file))
+    assert b"holds: 0 held at the end, 0 cured while held, 1 published" in closed.stderr
 
 
 def test_stdin_with_dash(events_file):

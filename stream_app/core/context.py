@@ -6,8 +6,9 @@ engine imports them and nothing imports the engine back."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from stream_app.core.holds import HoldCounts
 from stream_app.core.profiles import Profile
 from stream_app.core.rules import Registry
 from stream_app.core.store import Store
@@ -19,6 +20,8 @@ class EngineSettings:
     # A closed course whose last line is this many days behind the stream's
     # watermark is dropped from state; a later line for it is evaluated final.
     retain_days: int = 120
+    # Overrides every payer profile's hold_days (SPEC 4.1); None: the profiles'.
+    hold_days: int | None = None
 
 
 ProfileOf = Callable[[str | None, str], Profile]
@@ -33,3 +36,4 @@ class Context:
     # Rule checks run so far (one per rule and day evaluated): a count that
     # tests use to see that evaluation follows what changed.
     rule_runs: int = 0
+    holds: HoldCounts = field(default_factory=HoldCounts)

@@ -134,11 +134,14 @@ class Engine:
             found = self._scopes[scope] = Scope()
         return found
 
-    def close_all(self, patient_ids: Iterable[str]) -> list[Transition]:
-        """Close every course of these patients (the end of a replay)."""
+    def close_all(
+        self, patient_ids: Iterable[str], release_holds: bool = True
+    ) -> list[Transition]:
+        """Close every course of these patients and, unless told not to, end
+        every hold (the end of a replay, SPEC 4.1)."""
         transitions: list[Transition] = []
         for patient_id in patient_ids:
-            work = Work(self.context, patient_id, "")
+            work = Work(self.context, patient_id, "", release=release_holds)
             for ref, status in list(work.patient.courses.items()):
                 if not status.ended:
                     work.patient.courses[ref] = status._replace(ended=True)
@@ -175,7 +178,9 @@ class Engine:
 
     def _next_due(self, patient: PatientState) -> Due | None:
         idle, retain = self.settings.course_idle_days, self.settings.retain_days
-        close: int | None = None
+        # A hold ending by time is looked at with the idle courses; nothing
+        # is pruned while a hold lasts (its line must still be there).
+        close: int | None = min(patient.holds.values()) if patient.holds else None
         prune: int | None = None
         live = False
         for status in patient.courses.values():
@@ -183,6 +188,8 @@ class Engine:
                 continue
             live = True
             if status.closed:
+                if patient.holds:
+                    continue
                 due = date_ordinal(status.prune_after) + retain
                 prune = due if prune is None or due < prune else prune
             else:
@@ -196,8 +203,12 @@ class Engine:
         settled = stream.settled
         transitions = work.finish()
         patient = work.patient
-        # Nothing settled yet: prune nothing.
-        horizon = date_ordinal(settled) - self.settings.retain_days if settled else -1
+        # Nothing settled yet, or a hold still needs its line: prune nothing.
+        horizon = (
+            date_ordinal(settled) - self.settings.retain_days
+            if settled and not patient.holds
+            else -1
+        )
         for ref, status in list(patient.courses.items()):
             if status.closed and not status.pruned and date_ordinal(status.prune_after) <= horizon:
                 self._drop_course(patient_id, ref)

@@ -105,6 +105,9 @@ class CourseStatus(NamedTuple):
 class PatientState:
     watermark: str = ""  # the patient's event time: latest date seen
     courses: dict[CourseRef, CourseStatus] = field(default_factory=dict)
+    # (site, date) -> the earliest date ordinal at which a violation held on
+    # that day must be looked at again (SPEC 4.1); only days with holds.
+    holds: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 # (sequence, is_open, finality, excess_units, evidence)
@@ -112,11 +115,22 @@ Evidence = tuple[tuple[str, int, str, str], ...]
 
 
 class Memo(NamedTuple):
+    """What was last published for one alert, or what is held of it.
+
+    A held violation (SPEC 4.1) has `sequence` 0: nothing was ever published
+    for it. Its hold ends by time on `held_until` (a date ordinal); the
+    finality, excess units and evidence are those it would open with."""
+
     sequence: int
     is_open: bool
     finality: str
     excess_units: int | None
     evidence: Evidence
+    held_until: int = 0
+
+    @property
+    def is_held(self) -> bool:
+        return self.sequence == 0
 
 
 @dataclass(slots=True)

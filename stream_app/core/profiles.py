@@ -1,10 +1,12 @@
-"""Payer profiles (SPEC 5): rules turned off, severity or CARC overridden, and
-whether the payer accepts 77387 billed professionally.
+"""Payer profiles (SPEC 5): rules turned off, severity or CARC overridden,
+whether the payer accepts 77387 billed professionally, and how long a
+violation that a later claim could cure is held (SPEC 4.1).
 
 File format (TOML)::
 
     [default]                      # optional: applies to unknown payers
     disabled_rules = []
+    hold_days = 60                 # the default; a profile without it takes this
 
     [payer_types.medicaid]         # by payer_type
     accepts_77387_professional = false
@@ -25,7 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# SPEC 4.1: a month of institutional billing plus up to a month of submission lag.
+DEFAULT_HOLD_DAYS = 60
 
 
 class ProfileError(ValueError):
@@ -42,6 +47,8 @@ class _ProfileDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
     disabled_rules: list[str] = []
     accepts_77387_professional: bool | None = None
+    # SPEC 4.1: days a violation a later claim could cure is held; 0: none.
+    hold_days: int | None = Field(None, ge=0, le=3650)
     overrides: dict[str, _Override] = {}
 
 
@@ -59,6 +66,7 @@ class Profile:
     severity: dict[str, str] = field(default_factory=dict)
     carc: dict[str, str] = field(default_factory=dict)
     accepts_77387_professional: bool | None = None  # None: by payer_type
+    hold_days: int = DEFAULT_HOLD_DAYS  # SPEC 4.1
 
     def accepts_77387_pc(self, payer_type: str) -> bool:
         if self.accepts_77387_professional is not None:
@@ -69,7 +77,10 @@ class Profile:
 DEFAULT_PROFILE = Profile("default")
 
 
-def _profile(name: str, doc: _ProfileDoc, known_rules: frozenset[str]) -> Profile:
+def _profile(
+    name: str, doc: _ProfileDoc, known_rules: frozenset[str], hold_days: int = DEFAULT_HOLD_DAYS
+) -> Profile:
+    """`hold_days` is the default profile's, for a profile that sets none."""
     unknown = (set(doc.disabled_rules) | set(doc.overrides)) - known_rules
     if unknown:
         raise ProfileError(f"profile {name!r} names unknown rule ids: {', '.join(sorted(unknown))}")
@@ -79,6 +90,7 @@ def _profile(name: str, doc: _ProfileDoc, known_rules: frozenset[str]) -> Profil
         severity={rid: o.severity for rid, o in doc.overrides.items() if o.severity},
         carc={rid: o.carc for rid, o in doc.overrides.items() if o.carc},
         accepts_77387_professional=doc.accepts_77387_professional,
+        hold_days=hold_days if doc.hold_days is None else doc.hold_days,
     )
 
 
@@ -121,8 +133,10 @@ class ProfileBook:
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
             )
             raise ProfileError(f"payer profiles {path}: {problems}") from None
+        default = _profile("default", parsed.default, known)
+        hold = default.hold_days
         return cls(
-            by_payer={pid: _profile(pid, doc, known) for pid, doc in parsed.payers.items()},
-            by_type={pt: _profile(pt, doc, known) for pt, doc in parsed.payer_types.items()},
-            default=_profile("default", parsed.default, known),
+            by_payer={pid: _profile(pid, doc, known, hold) for pid, doc in parsed.payers.items()},
+            by_type={pt: _profile(pt, doc, known, hold) for pt, doc in parsed.payer_types.items()},
+            default=default,
         )

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from stream_app.core import codes
 from stream_app.core.context import Context
+from stream_app.core.holds import DayHolds, next_look
 from stream_app.core.memos import Transition, diff, resolved_message
 from stream_app.core.model import (
     CourseRef,
@@ -57,10 +58,18 @@ class Work:
     """The state one event touches, loaded once, written back once."""
 
     def __init__(
-        self, context: Context, patient_id: str, watermark: str, arrival: str | None = None
+        self,
+        context: Context,
+        patient_id: str,
+        watermark: str,
+        arrival: str | None = None,
+        *,
+        release: bool = False,
     ) -> None:
         self.context = context
         self.watermark = watermark  # the stream's event time
+        self.now = date_ordinal(watermark) if watermark else 0
+        self.release = release  # end every hold (the end of a replay)
         # What a line arriving now is stamped with for pruning: the latest date
         # the stream has reached anywhere (replay: the same as event time).
         self.arrival = watermark if arrival is None else arrival
@@ -210,6 +219,9 @@ class Work:
     def finish(self) -> list[Transition]:
         closed_before = self._update_closure()
         registry = self.context.registry
+        for (site, day_date), until in self.patient.holds.items():
+            if self.release or until <= self.now:
+                self.evaluate(site, day_date, registry.held_rules)
         for ref, course in list(self.courses.items()):
             before = self.snapshots[ref]
             if course.facts() != before.facts:
@@ -217,10 +229,8 @@ class Work:
             self._recheck_ports(ref, course, before, closed_before.get(ref))
         transitions: list[Transition] = []
         for (site, day_date), only in sorted(self.to_evaluate.items()):
-            evaluated = self._evaluate_day(site, day_date, only)
-            if evaluated:
+            if self._evaluate_day(site, day_date, only, transitions):
                 self.dirty_days.add((site, day_date))
-                transitions.extend(evaluated)
         self._write_back()
         return transitions
 
@@ -279,13 +289,14 @@ class Work:
 
     def _finalize(self, ref: CourseRef, course: CourseState) -> None:
         """Closing changes the finality of open provisional alerts (and the
-        port-image allowance, see _recheck_ports): re-run the provisional
-        rules on the days that hold one of the course's."""
+        port-image allowance, see _recheck_ports) and ends the holds of
+        "course-open" rules: re-run the provisional rules on the days that
+        hold one of the course's, open or held."""
         provisional = self.context.registry.provisional_rules
         for day_date in course.dates:
             day = self.day(ref.site, day_date)
             if any(
-                memo.is_open and rule_id in provisional
+                (memo.is_open or memo.is_held) and rule_id in provisional
                 for key, memos in day.memos.items()
                 if _course_of(day, key) == ref.course_id
                 for rule_id, memo in memos.items()
@@ -374,6 +385,8 @@ class Work:
                 continue
             profile = self.context.profile_of(line.payer_id, line.payer_type)
             for rule_id, memo in memos.items():
+                if memo.is_held:  # never published: nothing to restate
+                    continue
                 spec = specs[rule_id]
                 violation = current.get(key, {}).get(rule_id)
                 if memo.is_open:
@@ -424,21 +437,35 @@ class Work:
         return current
 
     def _evaluate_day(
-        self, site: str, day_date: str, only: frozenset[str] | None
-    ) -> list[Transition]:
+        self,
+        site: str,
+        day_date: str,
+        only: frozenset[str] | None,
+        transitions: list[Transition],
+    ) -> bool:
+        """Adds the day's transitions; True if its memos changed."""
         day = self.day(site, day_date)
         current = self._violations(site, day_date, day, only)
-        transitions: list[Transition] = []
+        holds = DayHolds(self.now, self.context.settings.hold_days, self.release, day)
+        changed = False
         for key in current.keys() | day.memos.keys():
-            transitions.extend(
-                diff(self.context, self.course_view, day, key, current.get(key, {}), only)
+            found, memos_changed = diff(
+                self.context, self.course_view, day, key, current.get(key, {}), only, holds
             )
-        return transitions
+            transitions.extend(found)
+            changed |= memos_changed
+        return changed
 
     def _write_back(self) -> None:
         pid = self.patient_id
+        holds = self.patient.holds
         for site, day_date in self.dirty_days:
             day = self.days[(site, day_date)]
+            look = next_look(day)
+            if look is None:
+                holds.pop((site, day_date), None)
+            else:
+                holds[(site, day_date)] = look
             if day.lines or day.memos or day.voided:
                 self.store.put_day((pid, site, day_date), day)
             else:

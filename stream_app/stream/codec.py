@@ -71,7 +71,8 @@ def decode_day(raw: bytes) -> DayState:
         lines={line.key: line for line in lines},
         memos={
             (claim, number): {
-                rid: Memo(m[0], m[1], m[2], m[3], _evidence(m[4])) for rid, m in memos.items()
+                rid: Memo(m[0], m[1], m[2], m[3], _evidence(m[4]), m[5] if len(m) > 5 else 0)
+                for rid, m in memos.items()
             }
             for claim, number, memos in doc["m"]
         },
@@ -107,6 +108,7 @@ def encode_patient(patient: PatientState) -> bytes:
         {
             "w": patient.watermark,
             "c": [[ref.course_id, ref.site, *status] for ref, status in patient.courses.items()],
+            "h": [[site, day, until] for (site, day), until in patient.holds.items()],
         }
     )
 
@@ -116,6 +118,7 @@ def decode_patient(raw: bytes) -> PatientState:
     return PatientState(
         watermark=doc["w"],
         courses={CourseRef(c[0], c[1]): CourseStatus(*c[2:]) for c in doc["c"]},
+        holds={(h[0], h[1]): h[2] for h in doc.get("h", ())},
     )
 
 

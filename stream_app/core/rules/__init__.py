@@ -122,6 +122,7 @@ class Registry:
             r.spec.rule_id for r in self.rules if r.spec.finality != FINAL
         )
         self.port_unit_rules = frozenset(r.spec.rule_id for r in self.rules if r.spec.port_units)
+        self.held_rules = frozenset(r.spec.rule_id for r in self.rules if r.spec.held_while)
         self.deleted_rules = frozenset(r.spec.rule_id for r in self.rules if r.spec.on_deleted)
 
     def for_codes(self, billed: Iterable[str], deleted: bool = False) -> tuple[Rule, ...]:

@@ -11,6 +11,8 @@ from stream_app.core.model import Evidence, Line, LineKey
 from stream_app.core.profiles import Profile
 
 Severity = Literal["deny", "review"]
+# SPEC 4.1: while a violation of the rule is held (kept in state, unpublished).
+HeldWhile = Literal["always", "no-delivery", "course-open"]
 FINAL: Literal["final"] = "final"
 PROVISIONAL_UNTIL_CLOSED: Literal["provisional"] = "provisional"
 
@@ -31,6 +33,9 @@ class RuleSpec:
     # Judges the lines whose code is deleted on their date (DayView.deleted);
     # every other rule never sees them.
     on_deleted: bool = False
+    # SPEC 4.1: a violation a claim still expected could cure is held while
+    # this holds (and for at most hold_days); None: published at once.
+    held_while: HeldWhile | None = None
 
     @property
     def codes(self) -> frozenset[str]:
@@ -113,6 +118,7 @@ def rule(
     port_units: bool = False,
     uses: Iterable[str] = (),
     on_deleted: bool = False,
+    held_while: HeldWhile | None = None,
 ) -> Callable[[CheckFn], Rule]:
     """Declare a rule; the function's docstring says what it checks.
 
@@ -120,7 +126,10 @@ def rule(
     engine runs a rule only on days that bill one of them. `uses` lists the
     other codes it reads (as evidence, for fractions or modalities), so that
     the registry can check them against the code data. An `on_deleted` rule
-    runs on days with a line whose code is deleted on its date.
+    runs on days with a line whose code is deleted on its date. A rule with
+    `held_while` has its violations held while that condition holds (SPEC 4.1):
+    "always", "no-delivery" (the line's day has no delivery yet) or
+    "course-open".
     """
 
     def declare(check: CheckFn) -> Rule:
@@ -138,6 +147,7 @@ def rule(
             port_units,
             frozenset(uses),
             on_deleted,
+            held_while,
         )
         return Rule(spec, check)
 

@@ -62,6 +62,7 @@ def igrt_superficial_skin(day: DayView) -> Iterator[Violation]:
     applies_to=_GUIDANCE_WITH_MODALITIES,
     course_facts=True,
     uses=codes.DELIVERY_CODES,
+    held_while="no-delivery",
 )
 def igrt_modality(day: DayView) -> Iterator[Violation]:
     """77387 goes with 2DCRT, 3DCRT, IMRT, PBT and superficial; G6001 with

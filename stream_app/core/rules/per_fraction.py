@@ -103,6 +103,7 @@ def intrafraction_per_fraction(day: DayView) -> Iterator[Violation]:
     finality=PROVISIONAL_UNTIL_CLOSED,
     applies_to=codes.IGRT_NEEDING_FRACTION,
     uses=codes.DELIVERY_CODES,
+    held_while="always",
 )
 def igrt_without_fraction(day: DayView) -> Iterator[Violation]:
     """77387, G6001, G6002 and G6017 guide an external-beam fraction; billed on

@@ -75,6 +75,7 @@ def port_image_units_per_day(day: DayView) -> Iterator[Violation]:
     applies_to=[codes.PORT_IMAGE],
     port_units=True,
     uses=codes.DELIVERY_CODES,
+    held_while="course-open",
 )
 def port_image_frequency(day: DayView) -> Iterator[Violation]:
     """77417 may be billed once for each five fractions of the course: 14
@@ -194,6 +195,7 @@ def port_image_with_verification_sim(day: DayView) -> Iterator[Violation]:
     applies_to=[codes.PORT_IMAGE],
     course_facts=True,
     uses=codes.DELIVERY_CODES,
+    held_while="no-delivery",
 )
 def port_image_modality(day: DayView) -> Iterator[Violation]:
     """Port images are not billable for brachytherapy, electron beam, IORT, SBRT or SRS."""
