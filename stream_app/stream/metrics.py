@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from stream_app.core.holds import HoldCounts
 from stream_app.stream import codec
 
 log = logging.getLogger("stream_app.stream.metrics")
@@ -88,6 +89,35 @@ OPEN_ALERTS = Gauge(
     "Open alerts of the courses in this worker's state (its active partitions), by rule",
     ["rule_id"],
 )
+HELD_VIOLATIONS = Gauge(
+    "stream_app_held_violations",
+    "Violations held in this worker's state (SPEC 4.1: a claim still expected may cure them), "
+    "by rule",
+    ["rule_id"],
+)
+HOLDS_CURED = Counter(
+    "stream_app_holds_cured",
+    "Held violations that went away before their hold ended: never published, by rule",
+    ["rule_id"],
+)
+HOLDS_PUBLISHED = Counter(
+    "stream_app_holds_published",
+    "Held violations published when their hold ended, by rule",
+    ["rule_id"],
+)
+
+
+def count_holds(counts: HoldCounts) -> None:
+    """Moves the engine's hold counts into the counters, then clears them."""
+    for rule_id, cured in counts.cured.items():
+        HOLDS_CURED.labels(rule_id).inc(cured)
+    for rule_id, published in counts.published.items():
+        HOLDS_PUBLISHED.labels(rule_id).inc(published)
+    counts.started.clear()
+    counts.cured.clear()
+    counts.published.clear()
+
+
 COURSES = Gauge(
     "stream_app_courses",
     "Courses (patient, course, site) in this worker's state",
@@ -183,6 +213,7 @@ class StateGauges:
         self.atomic = False
         for rule_id in self.rule_ids:
             OPEN_ALERTS.labels(rule_id)
+            HELD_VIOLATIONS.labels(rule_id)
             for status in ALERT_STATUSES:
                 for finality in FINALITIES:
                     ALERT_TRANSITIONS.labels(rule_id, status, finality)
@@ -218,10 +249,12 @@ class StateGauges:
             self.running = False
         if counted is None:
             return False
-        open_alerts, n_days, n_courses = counted
+        open_alerts, held, n_days, n_courses = counted
         elapsed = self.clock() - started
         for rule_id in {*self.rule_ids, *open_alerts}:
             OPEN_ALERTS.labels(rule_id).set(open_alerts.get(rule_id, 0))
+        for rule_id in {*self.rule_ids, *held}:
+            HELD_VIOLATIONS.labels(rule_id).set(held.get(rule_id, 0))
         DAYS.set(n_days)
         COURSES.set(n_courses)
         STATE_SCAN_SECONDS.set(elapsed)
@@ -235,8 +268,9 @@ class StateGauges:
         days: Iterable[bytes | None],
         courses: Iterable[object],
         interrupted: Callable[[], bool],
-    ) -> tuple[Tally[str], int, int] | None:
+    ) -> tuple[Tally[str], Tally[str], int, int] | None:
         open_alerts: Tally[str] = Tally()
+        held: Tally[str] = Tally()
         n_days = 0
         for n_rows, raw in enumerate(days, 1):
             if raw:
@@ -245,6 +279,8 @@ class StateGauges:
                     for rule_id, memo in memos.items():
                         if memo.is_open:
                             open_alerts[rule_id] += 1
+                        elif memo.is_held:
+                            held[rule_id] += 1
             if n_rows % self.chunk == 0 and not self.atomic:
                 await asyncio.sleep(0)
                 if interrupted():
@@ -255,4 +291,4 @@ class StateGauges:
                 await asyncio.sleep(0)
                 if interrupted():
                     return None
-        return open_alerts, n_days, n_courses
+        return open_alerts, held, n_days, n_courses

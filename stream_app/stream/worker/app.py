@@ -114,6 +114,7 @@ def build_app(settings: WorkerSettings, profiles: ProfileBook, *, direct: bool =
         EngineSettings(
             course_idle_days=settings.course_idle_days,
             retain_days=settings.retain_days if settings.prune else NEVER_DAYS,
+            hold_days=settings.hold_days,
         ),
     )
     output = Output(

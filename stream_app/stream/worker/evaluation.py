@@ -144,10 +144,12 @@ class Evaluation:
         written = self.store.flush(partial(as_current_of, last_of_partition))
         metrics.BATCHES.inc()
         metrics.BATCH_TABLE_WRITES.inc(written)
+        metrics.count_holds(self.engine.context.holds)
 
     async def evaluate_alone(self, event: Any) -> None:
         self.store.partition = event.message.partition
         await self.take(event)
+        metrics.count_holds(self.engine.context.holds)
         await self.routing.send_pending()
         self.store.flush(lambda _: as_current(event))
 
