@@ -333,11 +333,68 @@ def build() -> dict[str, Any]:
             )
         )
     )
+    dashboard = queue_row(dashboard)
     encoded = json.dumps(dashboard.build(), cls=JSONEncoder, sort_keys=True)
     result: dict[str, Any] = json.loads(encoded)
     for number, panel in enumerate(result["panels"], 1):  # Grafana wants unique ids
         panel["id"] = number
     return result
+
+
+def queue_row(dashboard: db.Dashboard) -> db.Dashboard:
+    """The denial queue: `stream-app sink postgres` (its own Prometheus job,
+    stream-app-sink; docs/denial-queue.md)."""
+    sink = 'job=~"stream-app-sink"'
+    return (
+        dashboard.with_row(db.Row("Denial queue (sink)"))
+        .with_panel(
+            series(
+                "Sink messages by outcome",
+                "Alert messages the sink reads per second: applied (changed a row of "
+                "denial_queue), stale (an older or equal sequence: changed nothing), invalid "
+                "(not an alert: counted and skipped).",
+                [
+                    query(
+                        f"sum by (outcome) (rate(stream_app_sink_messages_total{{{sink}}}{RATE}))",
+                        "{{outcome}}",
+                    )
+                ],
+                "ops",
+                stacked=True,
+                width=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Sink lag",
+                "Alert messages on the topic not yet in PostgreSQL (end offsets minus the "
+                "sink's next offsets), and whether the sink has its database (1) or waits "
+                "for it (0). Lag above 1000 for 10 minutes fires StreamAppSinkBehind.",
+                [
+                    query(f"sum(stream_app_sink_lag_messages{{{sink}}})", "lag", "A"),
+                    query(f"min(stream_app_sink_database_up{{{sink}}})", "database up", "B"),
+                ],
+                "none",
+                width=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Open rows by severity",
+                "Open alerts in denial_queue by severity; taken: a reviewer has them "
+                "(stream-app queue take). Counted by the sink every few seconds.",
+                [
+                    query(
+                        f"sum by (severity, taken) (stream_app_sink_open_alerts{{{sink}}})",
+                        "{{severity}} taken={{taken}}",
+                    )
+                ],
+                "none",
+                stacked=True,
+                width=8,
+            )
+        )
+    )
 
 
 def render() -> str:

@@ -192,7 +192,6 @@ class Sink:
             # by one, so that only it is skipped (and still counted).
             outcome = await self.write_singly(records)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        metrics.BATCH_MESSAGES.observe(len(records))
         metrics.MESSAGES.labels("applied").inc(outcome.applied)
         metrics.MESSAGES.labels("stale").inc(outcome.stale)
         metrics.MESSAGES.labels("invalid").inc(outcome.invalid)

@@ -29,11 +29,6 @@ BATCH_SECONDS = Histogram(
     "Time to write one batch (rows and offsets, one transaction)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
-BATCH_MESSAGES = Histogram(
-    "stream_app_sink_batch_messages",
-    "Messages per written batch",
-    buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000),
-)
 DATABASE_UP = Gauge(
     "stream_app_sink_database_up",
     "1 while the sink has a working database connection, 0 while it waits for one",

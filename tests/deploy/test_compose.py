@@ -34,8 +34,14 @@ SPEC_8_NAMES = {
     "STREAM_APP_DATA_DIR",
     "STREAM_APP_WEB_PORT",
     "STREAM_APP_PAYER_PROFILES",
+    "STREAM_APP_PROCESSING_GUARANTEE",
+    "STREAM_APP_BATCH_MAX",
+    "STREAM_APP_HOLD_DAYS",
+    "STREAM_APP_DATABASE_URL",  # the denial-queue sink and queue commands (SPEC 11)
+    "STREAM_APP_SINK_PORT",
 }
-LONG_RUNNING = {"kafka", "worker", "kafka-exporter", "prometheus", "grafana"}
+SINK_ONLY = {"STREAM_APP_DATABASE_URL", "STREAM_APP_SINK_PORT"}
+LONG_RUNNING = {"kafka", "worker", "kafka-exporter", "prometheus", "grafana", "postgres", "sink"}
 
 
 def compose() -> dict[str, Any]:
@@ -61,6 +67,17 @@ def settings_env_names() -> set[str]:
     return names
 
 
+def sink_env_names() -> set[str]:
+    """Every variable SinkSettings reads (Kafka's and the sink's own)."""
+    from stream_app.sink.settings import SinkSettings
+
+    names: set[str] = set()
+    for name, field in SinkSettings.model_fields.items():
+        choices = getattr(field.validation_alias, "choices", None)
+        names |= {str(c) for c in choices} if choices else {f"STREAM_APP_{name.upper()}"}
+    return names
+
+
 def image_is_pinned(image: str) -> bool:
     name, _, tag = image.rpartition(":")
     if "@sha256:" in image:
@@ -78,6 +95,8 @@ def test_services() -> None:
         "prometheus",
         "grafana",
         "sample",
+        "postgres",
+        "sink",
     }
     assert found["kafka"]["image"].startswith("apache/kafka:")
     assert found["kafka-exporter"]["image"].startswith("danielqsj/kafka-exporter:")
@@ -144,7 +163,8 @@ def test_worker_environment_uses_spec_names() -> None:
         spec_names = set(re.findall(r"^\| `([A-Z_]+)` \|", text, flags=re.M))
         assert spec_names == SPEC_8_NAMES
     readable = settings_env_names()
-    assert readable >= SPEC_8_NAMES
+    assert readable | sink_env_names() >= SPEC_8_NAMES
+    assert readable >= SPEC_8_NAMES - SINK_ONLY
     found = services()
     for name in ("worker", "sample"):
         env = found[name]["environment"]
@@ -152,7 +172,7 @@ def test_worker_environment_uses_spec_names() -> None:
         assert not unknown, f"{name}: variables the worker does not read: {unknown}"
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     worker = found["worker"]["environment"]
-    assert set(worker) <= SPEC_8_NAMES, set(worker) - SPEC_8_NAMES
+    assert set(worker) <= SPEC_8_NAMES - SINK_ONLY, set(worker) - SPEC_8_NAMES
     settings = WorkerSettings.model_validate(
         {"KAFKA_BOOTSTRAP_SERVERS": worker["KAFKA_BOOTSTRAP_SERVERS"]}
         | {
@@ -166,6 +186,29 @@ def test_worker_environment_uses_spec_names() -> None:
         assert topic in init
     assert f"--partitions {settings.partitions}" in init
     assert f"{settings.web_port}:{settings.web_port}" in found["worker"]["ports"]
+
+
+def test_sink_and_its_database() -> None:
+    found = services()
+    sink, postgres = found["sink"], found["postgres"]
+    assert postgres["image"].startswith("postgres:")
+    assert sink["image"] == found["worker"]["image"]
+    assert sink["command"] == ["sink", "postgres"]
+    assert sink["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert sink["depends_on"]["topic-init"]["condition"] == "service_completed_successfully"
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    env = sink["environment"]
+    unknown = set(env) - sink_env_names()
+    assert not unknown, f"sink: variables it does not read: {unknown}"
+    assert set(env) <= SPEC_8_NAMES
+    url = env["STREAM_APP_DATABASE_URL"]
+    pg = postgres["environment"]
+    expected = f"postgresql://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/"
+    assert url == expected + pg["POSTGRES_DB"]
+    port = env["STREAM_APP_SINK_PORT"]
+    assert f"{port}:{port}" in sink["ports"]
+    assert f"{port}/metrics" in " ".join(sink["healthcheck"]["test"])
+    assert env["STREAM_APP_ALERTS_TOPIC"] in " ".join(found["topic-init"]["command"])
 
 
 def test_monitoring_wiring() -> None:

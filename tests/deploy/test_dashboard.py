@@ -14,6 +14,7 @@ from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import REGISTRY
 
+import stream_app.sink.metrics  # registers the sink's metrics
 import stream_app.stream.metrics  # noqa: F401 - registers the worker's metrics
 from deploy.promql import (
     DASHBOARD,
@@ -108,6 +109,9 @@ def test_shows_what_the_issue_asks_for() -> None:
         "stream_app_stalls_total",  # stalls (issue 10)
         "stream_app_stall_heals_total",
         "stream_app_stalled_partitions",
+        "stream_app_sink_messages_total",  # the denial queue (issue 21)
+        "stream_app_sink_lag_messages",
+        "stream_app_sink_open_alerts",
     } <= used
     exprs = [q.expr for q in dashboard_queries()]
     assert any("sum by (rule_id)" in e and "alert_transitions" in e for e in exprs)

@@ -1,7 +1,8 @@
 """deploy/k8s: every manifest parses, and the essentials hold: a StatefulSet
 with a volume for RocksDB, probes on the web port and resource requests; a
 Service; a PodMonitor; the payer profiles from a ConfigMap; SASL credentials
-only as Secret references."""
+only as Secret references. The denial-queue sink: a Deployment of one, its
+Service and PodMonitor (job stream-app-sink), the database URL from a Secret."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def test_statefulset_essentials() -> None:
     spec = sts["spec"]
     pod = spec["template"]
     assert spec["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-    assert spec["serviceName"] == one("Service")["metadata"]["name"]
+    assert spec["serviceName"] == one("Service", "stream-app")["metadata"]["name"]
     env = worker_env()
     assert 1 <= spec["replicas"] <= int(env["STREAM_APP_PARTITIONS"])
     container = worker_container()
@@ -99,12 +100,12 @@ def test_statefulset_essentials() -> None:
 
 def test_service_and_pod_monitor_select_the_workers() -> None:
     labels = one("StatefulSet")["spec"]["template"]["metadata"]["labels"]
-    service = one("Service")
+    service = one("Service", "stream-app")
     assert service["spec"]["selector"].items() <= labels.items()
     assert {"name": "web", "port": 6066, "targetPort": "web", "protocol": "TCP"} in service["spec"][
         "ports"
     ]
-    monitor = one("PodMonitor")
+    monitor = one("PodMonitor", "stream-app")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
     [endpoint] = monitor["spec"]["podMetricsEndpoints"]
@@ -141,3 +142,48 @@ def test_sasl_credentials_are_secret_references() -> None:
 def test_environment_names_are_read_by_the_worker() -> None:
     unknown = set(worker_env()) - settings_env_names()
     assert not unknown, f"variables the worker does not read: {unknown}"
+
+
+def sink_container() -> dict[str, Any]:
+    [container] = one("Deployment", "stream-app-sink")["spec"]["template"]["spec"]["containers"]
+    container_: dict[str, Any] = container
+    return container_
+
+
+def test_sink_deployment_service_and_monitor() -> None:
+    from stream_app.sink.settings import SinkSettings
+
+    deployment = one("Deployment", "stream-app-sink")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+    assert spec["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    container = sink_container()
+    assert container["args"] == ["sink", "postgres"]
+    assert container["image"] == worker_container()["image"]
+    env: dict[str, Any] = {}
+    for source in container.get("envFrom", []):
+        env |= one("ConfigMap", source["configMapRef"]["name"])["data"]
+    for entry in container.get("env", []):
+        env[entry["name"]] = entry.get("value", entry.get("valueFrom"))
+    # the database URL (it holds a password) only from a Secret
+    ref = env["STREAM_APP_DATABASE_URL"]["secretKeyRef"]
+    assert ref["name"] and ref["key"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == int(env["STREAM_APP_SINK_PORT"]) == 6067
+    assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
+    readable = {f"STREAM_APP_{name.upper()}" for name in SinkSettings.model_fields}
+    readable.add("KAFKA_BOOTSTRAP_SERVERS")
+    extra = set(env) - readable - settings_env_names()
+    assert not extra, f"variables neither the sink nor the worker reads: {extra}"
+    service = one("Service", "stream-app-sink")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert {"name": "metrics", "port": 6067, "targetPort": "metrics", "protocol": "TCP"} in service[
+        "spec"
+    ]["ports"]
+    monitor = one("PodMonitor", "stream-app-sink")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert labels[monitor["spec"]["jobLabel"]] == "stream-app-sink"  # the rules' job
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client.registry import REGISTRY
 
+import stream_app.sink.metrics  # noqa: F401 - the denial-queue sink's, same conventions
 from stream_app.core.alerts import build_alert, fold
 from stream_app.core.engine import Engine
 from stream_app.core.events import Invalid, parse_event
@@ -31,6 +32,10 @@ ALLOWED_LABELS = {
     "topic_kind",
     "action",
     "route",
+    # the sink's (stream_app.sink.metrics): partition numbers, not ids
+    "severity",
+    "taken",
+    "partition",
 }
 
 
@@ -52,6 +57,9 @@ def test_names_units_and_labels() -> None:
         "stream_app_stalls",
         "stream_app_stalled_partitions",
         "stream_app_stall_heals",
+        "stream_app_sink_messages",
+        "stream_app_sink_lag_messages",
+        "stream_app_sink_open_alerts",
     } <= set(found)
     for name, family in found.items():
         if family.type == "counter":

@@ -22,6 +22,8 @@ EXPECTED_ALERTS = {
     "StreamAppAlertRateSpike",
     "StreamAppPartitionStalled",  # SPEC 9
     "StreamAppWorkerRestarting",
+    "StreamAppSinkBehind",  # the denial queue (issue 21)
+    "StreamAppSinkDatabaseDown",
 }
 
 
@@ -91,4 +93,5 @@ def test_scrape_config_targets_the_worker_and_kafka_exporter() -> None:
     assert worker.get("metrics_path", "/metrics") == "/metrics"
     assert worker["dns_sd_configs"][0]["port"] == 6066
     assert jobs["kafka-exporter"]["static_configs"][0]["targets"] == ["kafka-exporter:9308"]
+    assert jobs["stream-app-sink"]["static_configs"][0]["targets"] == ["sink:6067"]
     assert config["rule_files"] == ["rules/*.yml"]

@@ -53,7 +53,9 @@ from stream_app.stream import metrics
 from stream_app.synth.stream import Synth, generate_lines
 
 JOB = "stream-app"
-PARSE_ONLY = ("kafka_",)  # kafka-exporter's metrics: not available here
+# kafka-exporter's and the denial-queue sink's metrics: not scraped here
+# (tests/integration/test_sink.py reads the sink's /metrics)
+PARSE_ONLY = ("kafka_", "stream_app_sink_")
 RULE_IDS = set(load_registry().ids)
 LABEL_VALUES = {
     "outcome": set(metrics.LINE_OUTCOMES),
