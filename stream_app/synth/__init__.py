@@ -8,7 +8,7 @@ stream (`Synth`, `generate`, `generate_lines`, `write_lines`), claims (lines
 as claim messages), generate (the command's options and run).
 
 Imports: the generator modules import each other and stream_app.core only,
-never stream_app.stream, stream_app.intake, stream_app.cli or
-stream_app.replay. generate.py is the command layer: it imports the generator
+never stream_app.stream, stream_app.intake, stream_app.sink, stream_app.cli
+or stream_app.replay. generate.py is the command layer: it imports the generator
 modules (and stream_app.argtypes), and none of them imports it.
 """

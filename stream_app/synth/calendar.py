@@ -28,6 +28,17 @@ def month_index(day: int) -> int:
     return found
 
 
+def week_end(day: int) -> int:
+    """The Sunday that ends the (Monday to Sunday) week of a day."""
+    return day + 6 - weekday(day)
+
+
+def month_end(day: int) -> int:
+    """The last day of the month of a day."""
+    d = date.fromordinal(day)
+    return date(d.year + (d.month == 12), d.month % 12 + 1, 1).toordinal() - 1
+
+
 def weekday(day: int) -> int:
     """0 = Monday (ordinal 1, 0001-01-01, was a Monday)."""
     return (day - 1) % 7

@@ -1,21 +1,18 @@
-"""Claim messages (SPEC 1.1) from a stream of line messages, as a biller
-submits them: a professional claim once its week is over, an institutional
-claim once its month is over (`stream-app generate --format claims`).
-
-The line stream is in date order. Each upsert joins its claim's open
-submission; the submission goes out when the stream reaches a date past the
-claim's period, or earlier when something must follow it: a void or a
-re-sent version of one of its lines (a correction or a duplicate), or a
-course end of the same patient. Everything that is not an upsert passes
-through as the line message it is, so the claims carry exactly the lines the
-line stream carries, and fold to the same open alerts.
+"""Claim messages (SPEC 1.1) from a stream of line messages in submission
+order (`stream-app generate --format claims`): the generator gives every line
+of a claim its claim's submission time as received_at, professional claims
+weekly and institutional claims monthly (stream_app/synth/course.py), and
+emits the lines of one submission together. Each such run becomes one claim
+message; a duplicate, a correction or a rebilled line, received later, is a
+claim message of its own. Everything that is not an upsert (voids, course
+ends) passes through as the line message it is, so the claims carry exactly
+the lines the line stream carries, submission by submission in the same
+order (a claim's lines in line-number order).
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Final
 
@@ -39,23 +36,10 @@ def period_end(date_of_service: str, claim_type: str) -> str:
     return (day + timedelta(days=6 - day.weekday())).isoformat()
 
 
-@dataclass(slots=True)
-class _Open:
-    """A claim's lines not yet submitted."""
-
-    period_end: str
-    lines: dict[int, Doc] = field(default_factory=dict)
-
-
 def _is_upsert(doc: Doc) -> bool:
     return bool(
         doc.get("kind", "claim_line") == "claim_line" and doc.get("action", "upsert") == "upsert"
     )
-
-
-def _event_date(doc: Doc) -> str | None:
-    found = doc.get("date_of_service") or doc.get("date")
-    return found if isinstance(found, str) else None
 
 
 def claim_message(patient_id: str, claim_id: str, lines: Iterable[Doc]) -> Doc:
@@ -77,47 +61,32 @@ def claim_message(patient_id: str, claim_id: str, lines: Iterable[Doc]) -> Doc:
 
 
 def as_claims(docs: Iterable[Doc]) -> Iterator[Doc]:
-    """Claim messages, and the non-upsert line messages between them."""
-    pending: dict[tuple[str, str], _Open] = {}
-    # (period end, claim key) of every open submission; an entry whose claim
-    # went out early (or was reopened) is skipped when it comes up.
-    ends: list[tuple[str, tuple[str, str]]] = []
+    """Claim messages, and the non-upsert line messages between them: each run
+    of upserts of one claim with one received_at (one submission) is one
+    claim message."""
+    run: list[Doc] = []
+    numbers: set[Any] = set()
 
-    def submit(key: tuple[str, str]) -> Doc:
-        return claim_message(key[0], key[1], pending.pop(key).lines.values())
-
-    def due(today: str) -> list[tuple[str, str]]:
-        keys = []
-        while ends and ends[0][0] < today:
-            end, key = heapq.heappop(ends)
-            found = pending.get(key)
-            if found is not None and found.period_end == end and key not in keys:
-                keys.append(key)
-        return keys
+    def submit() -> Doc:
+        message = claim_message(run[0]["patient_id"], run[0]["claim_id"], run)
+        run.clear()
+        numbers.clear()
+        return message
 
     for doc in docs:
-        today = _event_date(doc)
-        if today is not None:
-            for key in due(today):
-                yield submit(key)
-        patient = doc["patient_id"]
         if not _is_upsert(doc):
-            if doc.get("kind") == "course_end":
-                held = [key for key in sorted(pending) if key[0] == patient]
-            else:
-                held = [key for key in [(patient, doc.get("claim_id", ""))] if key in pending]
-            for key in held:
-                yield submit(key)
+            if run:
+                yield submit()
             yield doc
             continue
-        key = (patient, doc["claim_id"])
-        found = pending.get(key)
-        if found is not None and doc["line_number"] in found.lines:
-            yield submit(key)  # a correction or duplicate follows what was sent
-            found = None
-        if found is None:
-            found = pending[key] = _Open(period_end(doc["date_of_service"], doc["claim_type"]))
-            heapq.heappush(ends, (found.period_end, key))
-        found.lines[doc["line_number"]] = doc
-    for key in sorted(pending, key=lambda k: (pending[k].period_end, k)):
-        yield submit(key)
+        if run and (
+            doc["line_number"] in numbers
+            or doc["claim_id"] != run[0]["claim_id"]
+            or doc["patient_id"] != run[0]["patient_id"]
+            or doc.get("received_at") != run[0].get("received_at")
+        ):
+            yield submit()
+        run.append(doc)
+        numbers.add(doc["line_number"])
+    if run:
+        yield submit()

@@ -1,18 +1,20 @@
 """One synthetic radiation-therapy course: `Course` plans and treats it and
 bills every service as its setting would (hospital: institutional technical
 line + professional -26 line; freestanding: professional global), on weekly
-professional and monthly institutional claims, each line received some days
-after its service. `violations` and `edits` change a built course before it
-is finished (sorted into date order)."""
+professional and monthly institutional claims. Each claim is submitted once
+its period is over (SUBMISSION_LAGS), and every line of it carries that
+submission time as its received_at. `violations` and `edits` change a built
+course before it is finished (sorted into submission order)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from random import Random
 from typing import Any, Final
 
-from stream_app.synth.calendar import iso, month_index, next_treatment_day
+from stream_app.synth.calendar import iso, month_end, month_index, next_treatment_day, week_end
 from stream_app.synth.catalog import (
     CBCT,
     CT_ALLOWED,
@@ -44,8 +46,12 @@ Doc = dict[str, Any]
 
 COURSE_END_RATE: Final = 0.85
 
-_PROF_LAGS: Final = (0, 1, 1, 2, 3, 5)
-_INST_LAGS: Final = (1, 2, 3, 4, 7, 10)
+# Days from the end of a claim's period (Sunday of a professional claim's
+# week, the last day of an institutional claim's month) to its submission,
+# uniform over the range, at a uniform time between 06:00 and 22:00 UTC.
+SUBMISSION_LAGS: Final = {PROF: (1, 6), INST: (5, 30)}
+# Days from the last treatment to a course end's arrival.
+COURSE_END_LAG: Final = (0, 5)
 _CLOCK: list[str] = []
 
 
@@ -75,6 +81,7 @@ class Patient:
 @dataclass(slots=True)
 class _Claim:
     claim_id: str
+    received_at: str  # when it is submitted: every line of it carries this
     next_line: int = 1
 
 
@@ -82,11 +89,19 @@ class Course:
     """Builds the events of one course as a list of (day, order, document)."""
 
     def __init__(
-        self, patient: Patient, number: int, start: int, rx: Rx, rng: Random, fractions_scale: float
+        self,
+        patient: Patient,
+        number: int,
+        start: int,
+        rx: Rx,
+        rng: Random,
+        fractions_scale: float,
+        timing: Random,
     ) -> None:
         self.patient = patient
         self.rx = rx
-        self.rng = rng
+        self.rng = rng  # what is billed
+        self.timing = timing  # when it is received
         self.family = rx.family
         self.hospital = rng.random() < rx.hospital_share
         self.pos = ("22" if rng.random() < 0.85 else "19") if self.hospital else "11"
@@ -157,15 +172,21 @@ class Course:
         if claim is None:
             self.n_claims += 1
             yy = iso(day)[2:4]
-            claim = _Claim(f"{'P' if prof else 'I'}{yy}{self.claim_prefix}{self.n_claims:03d}")
+            claim_id = f"{'P' if prof else 'I'}{yy}{self.claim_prefix}{self.n_claims:03d}"
+            end = week_end(day) if prof else month_end(day)
+            claim = _Claim(claim_id, self.received(end, *SUBMISSION_LAGS[PROF if prof else INST]))
             self.claims[(prof, period)] = claim
         return claim
 
-    def received(self, day: int, prof: bool) -> str:
-        """Intake time: days after the service, between 06:00 and 22:00 UTC."""
-        random = self.rng.random
-        lag = (_PROF_LAGS if prof else _INST_LAGS)[int(random() * 6)]
-        return f"{iso(day + lag)}T{_clock()[int(random() * 57_600)]}Z"
+    def received(self, day: int, low: int, high: int) -> str:
+        """A time `low` to `high` days (uniform) after a day, 06:00 to 22:00 UTC."""
+        timing = self.timing
+        lag = timing.randint(low, high)
+        return f"{iso(day + lag)}T{_clock()[timing.randrange(57_600)]}Z"
+
+    def after(self, doc: Doc, low: int, high: int) -> str:
+        """A time `low` to `high` days after a document was received."""
+        return self.received(date.fromisoformat(doc["received_at"][:10]).toordinal(), low, high)
 
     def line(
         self,
@@ -199,7 +220,7 @@ class Course:
         doc["diagnosis_codes"] = self.dx
         if modality is not None:
             doc["modality"] = modality
-        doc["received_at"] = self.received(day, prof)
+        doc["received_at"] = claim.received_at
         self.events.append((day, float(len(self.events)) if order is None else order, doc))
         return doc
 
@@ -269,14 +290,22 @@ class Course:
                 "course_id": self.course_id,
                 "site": self.site,
                 "date": iso(self.last_day),
-                "received_at": self.received(self.last_day, True),
+                "received_at": self.received(self.last_day, *COURSE_END_LAG),
             }
 
     def finish(self) -> None:
-        """Order the events; the course_end comes after the last day's lines."""
+        """Order the events as they are received: by received_at, the lines of
+        one submission together, by date of service."""
         if self.course_end is not None:
             self.events.append((self.last_day, float("inf"), self.course_end))
-        self.events.sort(key=lambda event: (event[0], event[1]))
+        self.events.sort(
+            key=lambda event: (
+                event[2]["received_at"],
+                event[2].get("claim_id", ""),
+                event[0],
+                event[1],
+            )
+        )
 
     def _external(self, day: int) -> None:
         n = self.n_fractions

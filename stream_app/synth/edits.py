@@ -1,6 +1,8 @@
 """Edits of a built course, all clean (no alert once the stream is folded):
 duplicates, corrections, late voids, void-and-reinstate and rebilled
-deliveries, as a payer's intake sees them. `EPISODES` names them."""
+deliveries, as a payer's intake sees them: each is received some days after
+the submission of the line it repeats, corrects or voids. `EPISODES` names
+them."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from stream_app.synth.course import Course, Doc, Injector, pick
 
 def _e_duplicate(c: Course) -> bool:
     day, order, doc = c.rng.choice([e for e in c.events if "hcpcs" in e[2]])
-    copy = dict(doc, received_at=c.received(day, doc["claim_type"] == PROF))
+    copy = dict(doc, received_at=c.after(doc, 1, 14))
     c.events.append((day, order + 0.5, copy))
     return True
 
@@ -22,7 +24,7 @@ def _e_correction(c: Course) -> bool:
     corrected = dict(
         doc,
         diagnosis_codes=[*doc["diagnosis_codes"], "Z79.899"],
-        received_at=c.received(day + 2, doc["claim_type"] == PROF),
+        received_at=c.after(doc, 3, 20),
     )
     c.events.append((day, order + 0.5, corrected))
     return True
@@ -33,7 +35,7 @@ def _voidable(c: Course) -> list[tuple[int, float, Doc]]:
     return [e for e in c.events if "hcpcs" in e[2] and id(e[2]) not in deliveries]
 
 
-def _void_of(c: Course, day: int, doc: Doc, with_date: bool) -> Doc:
+def _void_of(doc: Doc, with_date: bool, received_at: str) -> Doc:
     void: Doc = {
         "action": "void",
         "patient_id": doc["patient_id"],
@@ -48,23 +50,25 @@ def _void_of(c: Course, day: int, doc: Doc, with_date: bool) -> Doc:
             hcpcs=doc["hcpcs"],
             claim_type=doc["claim_type"],
         )
-    void["received_at"] = c.received(day, True)
+    void["received_at"] = received_at
     return void
 
 
 def _e_late_void(c: Course) -> bool:
     """A guidance, port-image, planning or management line withdrawn days later
-    (identity only: no date of service, so dates never go backwards)."""
+    (identity only: no date of service)."""
     day, _, doc = c.rng.choice(_voidable(c))
     later = day + c.rng.randint(1, 6)
-    c.events.append((later, float(len(c.events)) + 1000.0, _void_of(c, later, doc, False)))
+    void = _void_of(doc, False, c.after(doc, 1, 10))
+    c.events.append((later, float(len(c.events)) + 1000.0, void))
     return True
 
 
 def _e_void_reinstate(c: Course) -> bool:
     day, order, doc = c.rng.choice(_voidable(c))
-    c.events.append((day, order + 0.3, _void_of(c, day, doc, True)))
-    c.events.append((day, order + 0.6, dict(doc, received_at=c.received(day + 1, True))))
+    void = _void_of(doc, True, c.after(doc, 1, 10))
+    c.events.append((day, order + 0.3, void))
+    c.events.append((day, order + 0.6, dict(doc, received_at=c.after(void, 1, 3))))
     return True
 
 
@@ -76,10 +80,11 @@ def _e_rebill(c: Course) -> bool:
     doc = c.delivery[day]
     order = c.order_of(doc)
     claim = c.claim(day, doc["claim_type"] == PROF)
-    rebilled = dict(doc, line_number=claim.next_line, received_at=c.received(day + 1, True))
+    received_at = c.after(doc, 1, 10)  # the new line, then the void of the old one
+    rebilled = dict(doc, line_number=claim.next_line, received_at=received_at)
     claim.next_line += 1
     c.events.append((day, order + 0.3, rebilled))
-    c.events.append((day, order + 0.6, _void_of(c, day, doc, True)))
+    c.events.append((day, order + 0.6, _void_of(doc, True, received_at)))
     c.delivery[day] = rebilled
     return True
 

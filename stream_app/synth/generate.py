@@ -23,7 +23,9 @@ from stream_app.synth.stream import (
     write_lines,
 )
 
-DESCRIPTION = "Write a seeded synthetic claim stream (JSON lines), in date order."
+DESCRIPTION = (
+    "Write a seeded synthetic claim stream (JSON lines), in the order a payer receives it."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("claims", "lines"),
         default="claims",
         help="claim messages (SPEC 1.1, the default: professional claims weekly, "
-        "institutional claims monthly) or one line message per claim line",
+        "institutional claims monthly, each sent days after its period) or one line "
+        "message per claim line, in the same order",
     )
     parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
 

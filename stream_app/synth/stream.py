@@ -10,13 +10,14 @@ sets of their year (77385/77386/G6003-G6016 until 2025, 77402/77407/77412 with
 a modality and professional-only 77387, which includes intrafraction tracking,
 from 2026: 77014, G6001, G6002 and G6017 are deleted then).
 
-With violation rate 0 the stream is clean: it produces no alert at all. With
+With violation rate 0 the stream is clean: it leaves no alert open. With
 a rate R, a fraction R of the courses gets one violation picked from a menu
 that covers every rule of SPEC 6 (a few picks also trip a related rule, as a
-real billing error would). Course starts are spread evenly over `span_days`
-and events come out merged by date, as intake would deliver them: dates of
-service never go backwards (late voids name a line by its identity only and
-carry no date).
+real billing error would). Course starts are spread evenly over `span_days`.
+Events come out as a payer receives them, in submission order (received_at):
+professional claims weekly, 1-6 days after the week; institutional claims
+monthly, 5-30 days after the month; every line carries its claim's
+submission time (course.py SUBMISSION_LAGS, benchmarks/README.md).
 
 `generate` yields event documents; `generate_lines` yields encoded JSON lines
 and can salt them with invalid ones. The parts: catalog.py (codes, payers,
@@ -38,6 +39,7 @@ from typing import BinaryIO, Final
 
 import orjson
 
+from stream_app.synth.calendar import iso
 from stream_app.synth.catalog import CATALOG, CUMULATIVE, PAYERS, Rx
 from stream_app.synth.claims import as_claims
 from stream_app.synth.course import Course, Doc, Patient
@@ -91,7 +93,7 @@ class Stats:
 
 
 class Synth:
-    """A seeded synthetic stream; `events()` yields documents in date order."""
+    """A seeded synthetic stream; `events()` yields documents in submission order."""
 
     def __init__(
         self,
@@ -161,7 +163,8 @@ class Synth:
         rx = self._rx(rng, sites.pop(index, None))
         if number == 0:
             sites[index] = rx.site
-        course = Course(self._patient(index), number, start, rx, rng, self.fractions_scale)
+        timing = self._rng(index, 4 + number)
+        course = Course(self._patient(index), number, start, rx, rng, self.fractions_scale, timing)
         stats = self.stats
         stats.courses += 1
         stats.patients += number == 0
@@ -181,37 +184,38 @@ class Synth:
         return course
 
     def events(self) -> Iterator[Doc]:
-        """Merge the courses by date: all of a course's events of a day together,
-        courses of a day in the order they started."""
-        starts = self._starts()
+        """The events of every course in the order they are received (by
+        received_at; equal times by course start, a course's own in its order).
+        A course is built on its first day; what it sends before a later
+        course's first day cannot be preceded by anything of that course,
+        whose every message is received on or after the day it starts."""
         sites: dict[int, str] = {}  # site of a patient's first course, until the second
-        heap: list[tuple[int, int]] = []  # (next event day, serial)
+        heap: list[tuple[str, int]] = []  # (received_at of a course's next event, serial)
         open_courses: dict[int, tuple[list[tuple[int, float, Doc]], int]] = {}
-        serial = 0
-        next_start = 0
         stats = self.stats
-        while next_start < len(starts) or heap:
-            if next_start < len(starts) and (not heap or starts[next_start][0] <= heap[0][0]):
-                day, index, number = starts[next_start]
-                next_start += 1
-                events = self._course(day, index, number, sites).events
-                if events:
-                    serial += 1
-                    open_courses[serial] = (events, 0)
-                    heapq.heappush(heap, (events[0][0], serial))
-                continue
-            day, key = heap[0]
-            events, position = open_courses[key]
-            while position < len(events) and events[position][0] == day:
+
+        def before(cutoff: str | None) -> Iterator[Doc]:
+            """Every held event received before `cutoff` (None: all of them)."""
+            while heap and (cutoff is None or heap[0][0] < cutoff):
+                key = heap[0][1]
+                events, position = open_courses[key]
                 stats.events += 1
                 yield events[position][2]
                 position += 1
-            if position < len(events):
-                open_courses[key] = (events, position)
-                heapq.heapreplace(heap, (events[position][0], key))
-            else:
-                del open_courses[key]
-                heapq.heappop(heap)
+                if position < len(events):
+                    open_courses[key] = (events, position)
+                    heapq.heapreplace(heap, (events[position][2]["received_at"], key))
+                else:
+                    del open_courses[key]
+                    heapq.heappop(heap)
+
+        for serial, (day, index, number) in enumerate(self._starts()):
+            yield from before(iso(day))
+            events = self._course(day, index, number, sites).events
+            if events:
+                open_courses[serial] = (events, 0)
+                heapq.heappush(heap, (events[0][2]["received_at"], serial))
+        yield from before(None)
 
 
 def generate(
@@ -224,7 +228,7 @@ def generate(
     span_days: int = DEFAULT_SPAN_DAYS,
     void_rate: float = 0.0,
 ) -> Iterator[Doc]:
-    """Event documents (SPEC 1) of a synthetic stream, in date order."""
+    """Event documents (SPEC 1) of a synthetic stream, in submission order."""
     return Synth(
         patients,
         fractions,
@@ -275,7 +279,8 @@ def generate_lines(
 ) -> Iterator[bytes]:
     """Encoded messages (no newline) of a stream, with a share of invalid ones:
     line messages, or with `claims` the same lines as claim messages (SPEC 1.1)
-    submitted weekly (professional) and monthly (institutional)."""
+    submitted weekly (professional) and monthly (institutional), in the same
+    submission order."""
     rng = Random(synth.seed ^ 0x5EED)
     stats = synth.stats
     dumps = orjson.dumps
