@@ -250,6 +250,30 @@ def build() -> dict[str, Any]:
         )
         .with_panel(
             series(
+                "Held violations (SPEC 4.1)",
+                "Violations a claim still expected may cure, kept unpublished (left axis, by "
+                "rule), and per second those cured while held (never published) and those "
+                "published when their hold ended.",
+                [
+                    query(
+                        f"sum by (rule_id) (stream_app_held_violations{{{JOB}}})",
+                        "held {{rule_id}}",
+                        "A",
+                    ),
+                    query(
+                        f"sum(rate(stream_app_holds_cured_total{{{JOB}}}{RATE}))", "cured /s", "B"
+                    ),
+                    query(
+                        f"sum(rate(stream_app_holds_published_total{{{JOB}}}{RATE}))",
+                        "published /s",
+                        "C",
+                    ),
+                ],
+                "none",
+            )
+        )
+        .with_panel(
+            series(
                 "State held",
                 "Courses and days (patient, site, date of service) in the workers' tables.",
                 [

@@ -214,6 +214,8 @@ class StateGauges:
         for rule_id in self.rule_ids:
             OPEN_ALERTS.labels(rule_id)
             HELD_VIOLATIONS.labels(rule_id)
+            HOLDS_CURED.labels(rule_id)
+            HOLDS_PUBLISHED.labels(rule_id)
             for status in ALERT_STATUSES:
                 for finality in FINALITIES:
                     ALERT_TRANSITIONS.labels(rule_id, status, finality)
