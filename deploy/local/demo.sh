@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on one machine: a local Kafka broker, a stream-app worker and
 # the sample stream (claim lines, then the claims of two 837 files); alerts
-# are printed as they arrive. Ctrl-C stops it all.
+# are printed as they arrive. A local PostgreSQL and `stream-app sink
+# postgres` keep the denial queue, printed at the end (`stream-app queue
+# list`, docs/denial-queue.md). Ctrl-C stops it all.
 # Non-interactive runs (no terminal) stop after DEMO_IDLE seconds without alerts.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -15,6 +17,13 @@ export STREAM_APP_WEB_PORT="${STREAM_APP_WEB_PORT:-6066}"
 SAMPLE="${1:-examples/sample-claims.jsonl}"
 WORKER_LOG="$ROOT/.cache/demo-worker.log"
 worker_pid=""
+# The denial queue: a throwaway PostgreSQL cluster (deploy/local/postgres.sh) and the sink.
+export POSTGRES_STATE_DIR="${POSTGRES_STATE_DIR:-$ROOT/.cache/demo-postgres}"
+export POSTGRES_PORT="${POSTGRES_PORT:-0}"   # 0: a free port
+export STREAM_APP_SINK_PORT="${STREAM_APP_SINK_PORT:-6067}"
+export STREAM_APP_SINK_REFRESH_SECONDS="${STREAM_APP_SINK_REFRESH_SECONDS:-1}"
+SINK_LOG="$ROOT/.cache/demo-sink.log"
+sink_pid=""
 
 cleanup() {
   trap - INT TERM EXIT
@@ -24,15 +33,34 @@ cleanup() {
     for _ in $(seq 1 30); do kill -0 "$worker_pid" 2>/dev/null || break; sleep 0.5; done
     kill -KILL "$worker_pid" 2>/dev/null || true
   fi
+  if [[ -n "$sink_pid" ]] && kill -0 "$sink_pid" 2>/dev/null; then
+    kill -TERM "$sink_pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$sink_pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$sink_pid" 2>/dev/null || true
+  fi
+  bash deploy/local/postgres.sh stop --wipe >/dev/null 2>&1 || true
   bash deploy/local/kafka.sh stop --wipe >/dev/null 2>&1 || true
 }
 trap cleanup INT TERM EXIT
 
+# The sink's lag, summed over partitions, from its /metrics (empty if it does not answer).
+sink_lag() {
+  "$BIN/python" - "$STREAM_APP_SINK_PORT" <<'PY' 2>/dev/null || true
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=3).read().decode()
+lags = [float(l.split()[-1]) for l in text.splitlines() if l.startswith("stream_app_sink_lag_messages{")]
+print(int(sum(lags)) if lags else "")
+PY
+}
+
 # A fresh broker and worker state each run, so only this run's alerts show.
 bash deploy/local/kafka.sh stop --wipe >/dev/null 2>&1 || true
+bash deploy/local/postgres.sh stop --wipe >/dev/null 2>&1 || true
 rm -rf "$STREAM_APP_DATA_DIR"
 mkdir -p "$ROOT/.cache"
 bash deploy/local/kafka.sh start
+STREAM_APP_DATABASE_URL="$(bash deploy/local/postgres.sh start)"
+export STREAM_APP_DATABASE_URL
 
 echo "demo: starting worker (log: $WORKER_LOG, metrics: http://127.0.0.1:$STREAM_APP_WEB_PORT/metrics)" >&2
 # As Kubernetes would, supervise.sh starts the worker again if it exits with
@@ -45,6 +73,10 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 
+echo "demo: starting the denial-queue sink (log: $SINK_LOG, metrics: http://127.0.0.1:$STREAM_APP_SINK_PORT/metrics)" >&2
+"$BIN/stream-app" sink postgres >"$SINK_LOG" 2>&1 &
+sink_pid=$!
+
 "$BIN/stream-app" publish "$SAMPLE"
 # Claims as payers receive them: two 837 files through intake, one claim
 # message per CLM loop, keyed by patient (README, "From 837 files").
@@ -53,7 +85,18 @@ if [[ -z "${1:-}" ]]; then
 fi
 if [[ -t 1 ]]; then
   echo "demo: alerts as they arrive (Ctrl-C to stop)" >&2
+  trap 'true' INT   # Ctrl-C ends the alerts, then the queue is printed
   "$BIN/stream-app" alerts || true
+  trap cleanup INT TERM EXIT
 else
   "$BIN/stream-app" alerts --idle "${DEMO_IDLE:-15}"
 fi
+
+# The denial queue the sink kept from the same alerts.
+for _ in $(seq 1 60); do
+  kill -0 "$sink_pid" 2>/dev/null || { echo "demo: sink exited; see $SINK_LOG" >&2; tail -20 "$SINK_LOG" >&2; exit 1; }
+  [[ "$(sink_lag)" == 0 ]] && break
+  sleep 0.5
+done
+echo "demo: the denial queue in PostgreSQL (stream-app queue list):" >&2
+"$BIN/stream-app" queue list

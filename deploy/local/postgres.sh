@@ -26,15 +26,24 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE="${POSTGRES_STATE_DIR:-$ROOT/.cache/postgres-run}"
 [[ "$STATE" = /* ]] || STATE="$PWD/$STATE"
-PGDIR="$STATE/pg"            # owned by the server's user
-DATA="$PGDIR/data"
-LOGFILE="$PGDIR/postgres.log"
 PORTFILE="$STATE/port"
 DB="${POSTGRES_DB:-queue}"
 USER_NAME="${POSTGRES_USER:-stream_app}"
 PASSWORD="${POSTGRES_PASSWORD:-}"
 RUN_AS="${POSTGRES_RUN_AS:-postgres}"
 HOST=127.0.0.1
+
+# The cluster's directory, owned by the server's user: $STATE/pg, or, when
+# this runs as root and $RUN_AS cannot enter $STATE (a repository under
+# /root, say), a directory under /tmp named after $STATE.
+[[ "${1:-}" != start ]] || mkdir -p "$STATE"
+PGDIR="$STATE/pg"
+if ((EUID == 0)) && [[ -d "$STATE" ]] && id "$RUN_AS" >/dev/null 2>&1 \
+        && ! runuser -u "$RUN_AS" -- test -x "$STATE" 2>/dev/null; then
+    PGDIR="${TMPDIR:-/tmp}/stream-app-pg-$(printf '%s' "$STATE" | md5sum | cut -c1-12)"
+fi
+DATA="$PGDIR/data"
+LOGFILE="$PGDIR/postgres.log"
 
 log() { printf 'postgres.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -102,7 +111,7 @@ init_cluster() {
             || die "running as root needs an unprivileged user '$RUN_AS' for the server (Debian's postgresql package creates it; or set POSTGRES_RUN_AS)"
         chown "$RUN_AS" "$PGDIR"
         runuser -u "$RUN_AS" -- test -w "$PGDIR" \
-            || die "user $RUN_AS cannot enter $PGDIR (a parent directory is private); choose another POSTGRES_STATE_DIR"
+            || die "user $RUN_AS cannot enter $PGDIR; choose another POSTGRES_STATE_DIR"
     fi
     chmod 700 "$PGDIR"
     local -a auth=(--auth=trust)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -134,8 +135,10 @@ def show(conn: Conn, every: bool, limit: int, as_json: bool) -> int:
 def _cell(value: object) -> str:
     if value is None:
         return "-"
-    if hasattr(value, "strftime"):
-        return str(value.strftime("%Y-%m-%d %H:%M"))
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ")
+    if isinstance(value, date):
+        return value.isoformat()
     return str(value)
 
 
