@@ -29,6 +29,9 @@ DOCS = [README, *sorted((REPO / "docs").glob("*.md"))]
 COMMANDS_DOC = REPO / "docs" / "commands.md"
 # Subcommands that talk to Kafka; `--publish` on any other command does too.
 NEEDS_KAFKA = {"worker", "publish", "alerts"}
+# Subcommands that need the denial queue's PostgreSQL (docs/denial-queue.md):
+# run against an address where none listens, they must exit 3 naming it.
+NEEDS_DATABASE = {"sink", "queue"}
 FENCE = re.compile(r"^ *(```|~~~).*?^ *\1 *$", re.MULTILINE | re.DOTALL)
 SPAN = re.compile(r"(?<!`)`([^`]+)`(?!`)")
 
@@ -114,6 +117,8 @@ def test_readme_command_runs_as_written(command: str, tmp_path: Path) -> None:
     address = f"127.0.0.1:{closed_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAM_APP_", "KAFKA_"))}
     env.update(KAFKA_BOOTSTRAP_SERVERS=address, STREAM_APP_DATA_DIR=str(tmp_path / "data"))
+    database = f"127.0.0.1:{closed_port()}"
+    env["STREAM_APP_DATABASE_URL"] = f"postgresql://stream_app:doc-secret@{database}/queue"
     with (tmp_path / "stdout").open("wb") as stdout:
         done = subprocess.run(
             command_argv(command),
@@ -129,7 +134,12 @@ def test_readme_command_runs_as_written(command: str, tmp_path: Path) -> None:
     err = done.stderr
     assert "Traceback" not in err, err
     assert not (done.returncode == 2 and "usage:" in err), f"does not parse: {err}"
-    if argv[1] in NEEDS_KAFKA or "--publish" in argv:
+    if argv[1] in NEEDS_DATABASE:
+        assert done.returncode == 3, err
+        last = err.strip().splitlines()[-1]
+        assert "cannot connect to PostgreSQL" in last and database in last, err
+        assert "doc-secret" not in err
+    elif argv[1] in NEEDS_KAFKA or "--publish" in argv:
         assert done.returncode == 3, err
         assert f"cannot reach Kafka at {address}" in err.strip().splitlines()[-1], err
     else:
