@@ -294,6 +294,9 @@ def run(settings: SinkSettings) -> int:
     except database.DatabaseUnavailable as exc:
         print(exc, file=sys.stderr)
         return 3
+    except psycopg.Error as exc:  # connected, but the schema could not be migrated
+        print(f"{PREFIX}: {database.schema_error(exc, url)}", file=sys.stderr)
+        return 3
     if applied:
         say(f"schema migrated to version {applied[-1]} (applied {applied})")
     try:

@@ -66,6 +66,15 @@ def reason(exc: BaseException, url: str) -> str:
     return last
 
 
+def schema_error(exc: BaseException, url: str) -> str:
+    """A statement refused after connecting (permissions, a schema changed by
+    hand): one line, no password."""
+    return (
+        f"PostgreSQL {where(url)} refused the queue's schema or query "
+        f"({reason(exc, url)}); check the user's privileges in STREAM_APP_DATABASE_URL"
+    )
+
+
 def unavailable(exc: BaseException, url: str, command: str) -> DatabaseUnavailable:
     return DatabaseUnavailable(
         f"stream-app {command}: cannot connect to PostgreSQL {where(url)} "

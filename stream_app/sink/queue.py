@@ -91,6 +91,9 @@ def run(args: argparse.Namespace, settings: SinkSettings) -> int:
             file=sys.stderr,
         )
         return 3
+    except psycopg.Error as exc:  # connected, but the schema could not be migrated, say
+        print(f"{PREFIX}: {database.schema_error(exc, url)}", file=sys.stderr)
+        return 3
 
 
 def take(conn: Conn, reviewer: str, limit: int, as_json: bool) -> int:

@@ -58,11 +58,13 @@ class Postgres:
         done = subprocess.run(
             ["bash", str(POSTGRES_SH), *args],
             env=self.env(),
-            check=True,
+            check=False,
             timeout=120,
             capture_output=True,
             text=True,
         )
+        if done.returncode != 0:  # e.g. no server binaries: apt-get install postgresql
+            raise RuntimeError(f"deploy/local/postgres.sh {' '.join(args)}:\n{done.stderr}")
         return done.stdout.strip()
 
     def start(self) -> None:

@@ -278,6 +278,11 @@ def test_start_up_errors_exit_with_one_line(broker: Broker, postgres: Postgres) 
     done = run_cli("sink", "postgres", env=sink_env(broker, topic, closed_port))
     assert done.returncode == 3 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert PASSWORD not in done.stderr and "cannot connect" in done.stderr
+    no_kafka = sink_env(broker, topic, postgres.new_database())
+    no_kafka["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{free_port()}"
+    done = run_cli("sink", "postgres", env=no_kafka)
+    assert done.returncode == 3 and "cannot reach Kafka" in done.stderr, done.stderr
+    assert PASSWORD not in done.stderr
     missing_db = run_cli("queue", "list", env=sink_env(broker, topic, postgres.url("nodb")))
     assert missing_db.returncode == 3 and '"nodb"' in missing_db.stderr
     env = sink_env(broker, topic, "")
