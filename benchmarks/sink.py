@@ -133,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-max", type=int, default=5000, help="STREAM_APP_SINK_BATCH_MAX")
     args = parser.parse_args(argv)
 
-    templates, replay_rate, lines = replay_alerts(args.patients)
+    templates, replay_rate, lines, lines_rate = replay_alerts(args.patients)
     print(
-        f"replay: {len(templates)} alerts from {lines} claim messages, {replay_rate:,.0f} alerts/s"
+        f"replay: {len(templates)} alerts from {lines} claim messages (violation rate 0.6): "
+        f"{replay_rate:,.0f} alerts/s, {lines_rate:,.0f} claim messages/s"
     )
     messages = synthesize(templates, args.messages, args.stale)
 

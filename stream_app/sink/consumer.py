@@ -59,6 +59,9 @@ class Sink:
         self.saved: dict[int, int] = {}  # partition -> next offset in the database
         self.conn: Conn | None = None
         self.refreshed = 0.0
+        self.counted: set[tuple[str, bool]] = {
+            (severity, taken) for severity in ("deny", "review") for taken in (False, True)
+        }
 
     # ------------------------------------------------------------ database
 
@@ -143,8 +146,12 @@ class Sink:
             return
         self.refreshed = now
         assert self.conn is not None
-        for (severity, taken), count in (await apply.open_by_severity(self.conn)).items():
+        counts = await apply.open_by_severity(self.conn)
+        for severity, taken in self.counted - set(counts):  # none left: 0, not the last count
+            metrics.OPEN_ROWS.labels(severity, "true" if taken else "false").set(0)
+        for (severity, taken), count in counts.items():
             metrics.OPEN_ROWS.labels(severity, "true" if taken else "false").set(count)
+        self.counted |= set(counts)
         ends = await self.consumer.end_offsets(self.partitions)
         for tp, end in ends.items():
             position = await self.consumer.position(tp)
