@@ -109,6 +109,43 @@ def test_a_bad_setting_exits_2_naming_it(command: str) -> None:
     assert "bad settings" in line and "STREAM_APP_SECURITY_PROTOCOL" in line
 
 
+BAD_SERVERS = ["127.0.0.1:abc", "127.0.0.1:99999", "127.0.0.1:0", "", " ", "localhost", "a:1,,b:2"]
+X12 = REPO / "examples" / "x12" / "radonc-837p.txt"
+
+
+@pytest.mark.parametrize("servers", BAD_SERVERS)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["publish", str(SAMPLE)],
+        ["alerts"],
+        ["intake", "x12", "--publish", str(X12)],
+        ["worker"],
+    ],
+    ids=["publish", "alerts", "intake", "worker"],
+)
+def test_a_bad_bootstrap_address_exits_2_naming_the_variable(
+    args: list[str], servers: str
+) -> None:
+    """Not a port, out of range or empty: before this, aiokafka's ValueError
+    or OverflowError (a traceback), or a look-up of an empty host name."""
+    done = run(*args, bootstrap=servers)
+    assert done.returncode == 2, done.stderr
+    line = one_line(done, args[0])
+    assert "bad settings: KAFKA_BOOTSTRAP_SERVERS: " in line, line
+    assert "host:port" in line
+
+
+def test_the_worker_names_a_bad_setting_in_one_line() -> None:
+    done = run("worker", bootstrap=f"127.0.0.1:{closed_port()}", STREAM_APP_PARTITIONS="0")
+    assert done.returncode == 2, done.stderr
+    line = one_line(done, "worker")
+    assert line == (
+        "stream-app worker: bad settings: STREAM_APP_PARTITIONS: "
+        "Input should be greater than or equal to 1"
+    )
+
+
 @pytest.mark.parametrize(
     "args, code, line",
     [

@@ -8,11 +8,14 @@ of the worker, so any command can read them without loading Faust.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 class KafkaSettings(BaseSettings):
@@ -35,6 +38,21 @@ class KafkaSettings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: str | None = None
     ssl_cafile: Path | None = None
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        """host:port[,host:port...]: aiokafka and Faust would otherwise fail
+        deep inside with a traceback (a port that is not a number or out of
+        range) or look up an empty host name."""
+        wanted = "expected host:port[,host:port...] with ports 1..65535, such as localhost:9092"
+        if not value.strip():
+            raise ValueError(f"empty; {wanted}")
+        for entry in value.split(","):
+            host, _, port = entry.strip().rpartition(":")
+            if not host or not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{entry.strip()!r} is not host:port; {wanted}")
+        return value
 
     @property
     def broker_urls(self) -> list[str]:
@@ -90,7 +108,7 @@ class WorkerSettings(KafkaSettings):
     @classmethod
     def _known_store(cls, value: str) -> str:
         if not value.startswith(("rocksdb://", "memory://")):
-            raise ValueError("STREAM_APP_STORE must be rocksdb:// or memory://")
+            raise ValueError(f"expected rocksdb:// or memory://, got {value!r}")
         return value
 
 
@@ -101,4 +119,9 @@ def describe_errors(exc: ValidationError) -> str:
         name = str(loc[0]) if loc else "settings"
         return name if name.isupper() else f"STREAM_APP_{name.upper()}"
 
-    return "; ".join(f"{variable(error['loc'])}: {error['msg']}" for error in exc.errors())
+    def message(text: str) -> str:  # a validator's ValueError: its own words
+        return text.removeprefix("Value error, ")
+
+    return "; ".join(
+        f"{variable(error['loc'])}: {message(error['msg'])}" for error in exc.errors()
+    )

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import faust
 import mode.loop
+from pydantic import ValidationError
 
 from stream_app.core.profiles import ProfileBook, ProfileError
 from stream_app.core.rules import load_registry
 from stream_app.stream import health
-from stream_app.stream.settings import WorkerSettings
+from stream_app.stream.settings import WorkerSettings, describe_errors
 from stream_app.stream.topics import TopicSetupError, ensure_topics, partition_count
 from stream_app.stream.worker.app import build_app
 from stream_app.stream.worker.trace import trace
@@ -40,8 +41,8 @@ def run_worker() -> int:
     logging.getLogger("faust.transport.producer").addFilter(_not_routine_backpressure)
     try:
         settings = WorkerSettings()
-    except Exception as exc:  # pydantic's message names the variable
-        print(f"stream-app worker: bad settings: {exc}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"stream-app worker: bad settings: {describe_errors(exc)}", file=sys.stderr)
         return 2
     if settings.trace:
         trace.setLevel(logging.DEBUG)
