@@ -134,12 +134,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["generate", "--"]:  # the old spelling `generate -- --patients N`
         del argv[1]
-    args = _parser().parse_args(argv)
+    args = _parse(_parser(), argv)
     try:
         return _dispatch(args)
     except BrokenPipeError:  # output piped into head, say
         sys.stderr.close()
         return 0
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """parse_args, except that arguments left over are reported by the command
+    they were given to, with its usage (`stream-app replay: error: …`), not
+    by the top-level parser."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The innermost (sub)parser that `args` went through: `intake x12`'s, say."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _command_parser(chosen, args)
+    return parser
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -140,3 +140,38 @@ def test_generate_writes_as_the_readme_says_and_takes_the_old_spelling(tmp_path)
     assert main(["generate", "--", *options, "-o", str(tmp_path / "b.jsonl")]) == 0
     written = (tmp_path / "a.jsonl").read_bytes()
     assert written and written == (tmp_path / "b.jsonl").read_bytes()
+
+
+# (command line, the prefix of its error line, what it must say)
+LEFT_OVER = [
+    (["replay", "a.jsonl", "a.jsonl"], "stream-app replay", "unrecognized arguments: a.jsonl"),
+    (["rules", "--bogus"], "stream-app rules", "unrecognized arguments: --bogus"),
+    (["publish", "a", "b"], "stream-app publish", "unrecognized arguments: b"),
+    (["alerts", "--idle", "1", "x"], "stream-app alerts", "unrecognized arguments: x"),
+    (["worker", "--bogus"], "stream-app worker", "unrecognized arguments: --bogus"),
+    (["intake", "x12", "--bogus"], "stream-app intake x12", "unrecognized arguments: --bogus"),
+    (["generate", "--bogus"], "stream-app generate", "unrecognized arguments: --bogus"),
+    (
+        ["sink", "postgres", "--bogus"],
+        "stream-app sink postgres",
+        "unrecognized arguments: --bogus",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "argv, prefix, words", LEFT_OVER, ids=[" ".join(argv) for argv, _, _ in LEFT_OVER]
+)
+def test_an_argument_left_over_is_reported_by_its_command(
+    argv: list[str], prefix: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the command's usage, not the top-level one and `stream-app: error:`."""
+    from stream_app.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    usage, *_, error = err.strip().splitlines()
+    assert usage.startswith(f"usage: {prefix} "), err
+    assert error == f"{prefix}: error: {words}", err
