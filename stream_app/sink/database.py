@@ -53,9 +53,10 @@ def reason(exc: BaseException, url: str) -> str:
     """libpq's reason, on one line, with any password taken out."""
     text = str(exc).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # libpq: 'connection failed: connection to server at "h" (h), port p failed: FATAL:  why'
-    last = lines[-1] if lines else type(exc).__name__
-    last = re.sub(r"^.*?failed:\s*", "", last, count=1) if "failed:" in last else last
+    # libpq: 'connection failed: connection to server at "h", port p failed: FATAL:  why'
+    # then hints ("Is the server running on that host ...?") on the next lines.
+    last = lines[0] if lines else type(exc).__name__
+    last = last.rsplit("failed: ", 1)[-1]
     last = re.sub(r"^(FATAL|ERROR):\s*", "", last).strip() or type(exc).__name__
     try:
         password = str(conninfo_to_dict(url).get("password") or "")
