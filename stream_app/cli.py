@@ -198,12 +198,12 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         profiles = ProfileBook.load_or_default(args.payer_profiles, registry.ids)
     except ProfileError as exc:
-        print(f"stream-app: {exc}", file=sys.stderr)
+        print(f"stream-app replay: {exc}", file=sys.stderr)
         return 2
     try:
         stream = open_input(args.path)
     except OSError as exc:
-        print(f"stream-app: cannot read {args.path}: {exc.strerror}", file=sys.stderr)
+        print(f"stream-app replay: cannot read {args.path}: {exc.strerror}", file=sys.stderr)
         return 2
     engine = Engine(
         MemoryStore(),
@@ -227,7 +227,9 @@ def _replay(args: argparse.Namespace) -> int:
         with stream:
             summary = replay.run(read_lines(stream))
     except OSError as exc:
-        print(f"stream-app: cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"stream-app replay: cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr
+        )
         return 2
     if not args.quiet:
         print(summary.render(), file=sys.stderr)
@@ -300,7 +302,10 @@ def _publish(args: argparse.Namespace, settings: KafkaSettings) -> int:
             f"stream-app publish: cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr
         )
         return 2
-    print(f"stream-app: published {sent} messages to {settings.input_topic}", file=sys.stderr)
+    print(
+        f"stream-app publish: published {sent} messages to {settings.input_topic}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -15,6 +15,9 @@ from stream_app.core.holds import HoldCounts
 from stream_app.core.store import MemoryStore
 from stream_app.inputs import relaxed_gc
 
+# Every line replay writes to stderr starts with this.
+PREFIX = "stream-app replay"
+
 
 @dataclass
 class ReplaySummary:
@@ -35,7 +38,7 @@ class ReplaySummary:
     def render(self) -> str:
         rate = self.lines_read / self.seconds if self.seconds else 0.0
         parts = [
-            f"replay: {self.lines_read} lines read in {self.seconds:.2f}s ({rate:,.0f} lines/s)",
+            f"{PREFIX}: {self.lines_read} lines read in {self.seconds:.2f}s ({rate:,.0f} lines/s)",
             f"  events applied: {self.events} "
             + " ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items())),
             f"  invalid: {sum(self.invalid.values())} "
@@ -75,7 +78,7 @@ class _InvalidRun:
         if self.hidden:
             reasons = " ".join(f"{k}={v}" for k, v in sorted(self.hidden.items()))
             err.write(
-                f"replay: lines {self.first_hidden}-{self.last}: this does not look like "
+                f"{PREFIX}: lines {self.first_hidden}-{self.last}: this does not look like "
                 f"JSON lines: {self.length} invalid lines in a row, the last "
                 f"{sum(self.hidden.values())} not shown ({reasons})\n"
             )
@@ -125,7 +128,7 @@ class Replay:
                 self.feed(raw, number)
                 if number % 4096 == 0 and time.perf_counter() >= next_progress:
                     elapsed = time.perf_counter() - started
-                    self.err.write(f"replay: {number:,} lines, {number / elapsed:,.0f} lines/s\n")
+                    self.err.write(f"{PREFIX}: {number:,} lines, {number / elapsed:,.0f} lines/s\n")
                     self.err.flush()
                     next_progress = time.perf_counter() + self.progress_seconds
             self._invalid_run.end(self.err)
@@ -147,7 +150,9 @@ class Replay:
         if isinstance(event, Invalid):
             self.summary.invalid[event.reason] += 1
             if self._invalid_run.add(number, event.reason):
-                self.err.write(f"replay: line {number}: invalid ({event.reason}): {event.detail}\n")
+                self.err.write(
+                    f"{PREFIX}: line {number}: invalid ({event.reason}): {event.detail}\n"
+                )
             return None
         if self._invalid_run.length:
             self._invalid_run.end(self.err)

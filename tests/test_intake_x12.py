@@ -413,6 +413,37 @@ def test_not_x12_names_the_byte_offset_and_exits_non_zero():
     assert "Traceback" not in err and done.stdout == b""
 
 
+def test_a_missing_file_and_a_binary_file_count_the_same_way(tmp_path):
+    """Both are files given that were not converted; counts are in the singular
+    for one (`1 file, 1 interchange`); every line names the command."""
+    binary = tmp_path / "scan.pdf"
+    binary.write_bytes(b"%PDF-1.7\n\x00\xff\xfe" * 50)
+    done = subprocess.run(
+        [sys.executable, "-m", "stream_app", "intake", "x12",
+         str(tmp_path / "missing.837"), str(binary), str(RADONC_I)],
+        capture_output=True, cwd=ROOT, timeout=120, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 2
+    err = done.stderr.decode().splitlines()
+    assert len(err) == 3 and all(line.startswith("stream-app intake x12: ") for line in err), err
+    assert "missing.837: No such file or directory" in err[0]
+    assert f"{binary}: not X12 at byte 0" in err[1]
+    assert err[2].startswith(
+        "stream-app intake x12: 3 files, 1 interchange, 1 transaction set, 4 claims "
+    )
+    assert err[2].endswith("; 0 envelope problems, 2 files not converted (not read, or not X12)")
+    alone = subprocess.run(
+        [sys.executable, "-m", "stream_app", "intake", "x12", str(tmp_path / "missing.837")],
+        capture_output=True, cwd=ROOT, timeout=120, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert alone.returncode == 2
+    assert alone.stderr.decode().splitlines()[-1] == (
+        "stream-app intake x12: 1 file, 0 interchanges, 0 transaction sets, 0 claims, 0 lines, "
+        "0 lines left out (no HCPCS code), 0 claims rejected; 0 envelope problems, "
+        "1 file not converted (not read, or not X12)"
+    )
+
+
 def test_garbage_inside_an_interchange_names_its_byte_offset():
     good = RADONC_P.read_bytes()
     at = good.index(b"LX*2~")
@@ -450,8 +481,8 @@ def test_a_file_that_ends_after_a_whole_segment_without_its_trailers():
     messages, intake, err = convert(good[:cut], "p.837")
     assert len(messages) == 5  # its transaction set is whole: SE01 matches
     assert err == (
-        f"stream-app: p.837: interchange 000000101: truncated at byte {len(good[:cut].encode())}"
-        ": the interchange has no IEA\n"
+        "stream-app intake x12: p.837: interchange 000000101: truncated at byte "
+        f"{len(good[:cut].encode())}: the interchange has no IEA\n"
     )
     assert intake.summary.exit_code() == 1
 
@@ -592,8 +623,9 @@ def test_envelope_counts_and_control_numbers_are_checked():
     messages, intake, err = convert(bad, "i.837")
     assert len(messages) == 4  # the transaction set itself is whole
     assert err.splitlines() == [
-        "stream-app: i.837: interchange 000000201: GE01 says '2' transaction sets; the group has 1",
-        "stream-app: i.837: interchange 000000201: IEA02 '000000999' does not match "
+        "stream-app intake x12: i.837: interchange 000000201: GE01 says '2' transaction sets; "
+        "the group has 1",
+        "stream-app intake x12: i.837: interchange 000000201: IEA02 '000000999' does not match "
         "ISA13 '000000201'",
     ]
     assert intake.summary.exit_code() == 1

@@ -152,7 +152,7 @@ def test_bad_payer_profile_fails_at_start(events_file, tmp_path, content, words)
     assert done.returncode != 0
     assert done.stdout == b""
     err = done.stderr.decode()
-    assert err.startswith("stream-app:") and "profile" in err and "Traceback" not in err
+    assert err.startswith("stream-app replay: ") and "profile" in err and "Traceback" not in err
     for word in words:
         assert word in err
 
@@ -183,7 +183,8 @@ def test_a_directory_cannot_be_read(tmp_path):
 
 
 def invalid_lines_shown(err: str) -> list[int]:
-    return [int(m) for m in re.findall(r"^replay: line (\d+): invalid", err, re.MULTILINE)]
+    shown = re.findall(r"^stream-app replay: line (\d+): invalid", err, re.MULTILINE)
+    return [int(m) for m in shown]
 
 
 def test_binary_input_is_summed_up_after_20_invalid_lines_in_a_row(tmp_path):
@@ -216,10 +217,10 @@ def test_the_summary_ends_each_run_and_valid_lines_go_on(tmp_path):
     assert invalid_lines_shown(err) == [*range(1, 21), 30, 31, 32]
     summary = [line for line in err.splitlines() if "does not look like JSON lines" in line]
     assert summary == [
-        "replay: lines 21-25: this does not look like JSON lines: "
+        "stream-app replay: lines 21-25: this does not look like JSON lines: "
         "25 invalid lines in a row, the last 5 not shown (not_json=5)"
     ]
-    assert summary[0] in err.split("replay: line 30:")[0]  # printed when the run ended
+    assert summary[0] in err.split("stream-app replay: line 30:")[0]  # printed when the run ended
     assert "invalid: 28 not_json=28" in err
     assert set(fold(alerts(done.stdout))) == {
         "port-image-frequency:P1:A:1",

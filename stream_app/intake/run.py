@@ -23,6 +23,9 @@ from stream_app.intake.claims import Failed, Mapper, claim_type_of
 from stream_app.intake.sites import SiteMap
 from stream_app.intake.x12 import Interchange, NotX12, Transaction, read_interchanges
 
+# Every line intake writes to stderr starts with this.
+PREFIX = "stream-app intake x12"
+
 
 @dataclass(slots=True)
 class Summary:
@@ -35,7 +38,7 @@ class Summary:
     claims_rejected: int = 0
     icd9_left_out: int = 0
     problems: int = 0  # envelope problems and rejected transaction sets
-    unreadable: int = 0  # files not read or not X12
+    unreadable: int = 0  # files not converted: not read, or not X12 (counted in files too)
     frequency_codes: Counter[str] = field(default_factory=Counter)
     frequencies: Counter[str] = field(default_factory=Counter)
 
@@ -50,19 +53,31 @@ class Summary:
             f"{code or '(none)'}: {n}" for code, n in sorted(self.frequency_codes.items())
         )
         text = (
-            f"stream-app intake x12: {self.files} files, {self.interchanges} interchanges, "
-            f"{self.transactions} transaction sets, {self.claims} claims"
+            f"{PREFIX}: {_count(self.files, 'file')}, "
+            f"{_count(self.interchanges, 'interchange')}, "
+            f"{_count(self.transactions, 'transaction set')}, {_count(self.claims, 'claim')}"
             + (f" ({kinds})" if kinds else "")
-            + f", {self.lines} lines, {self.lines_left_out} lines left out (no HCPCS code), "
-            f"{self.claims_rejected} claims rejected"
+            + f", {_count(self.lines, 'line')}, "
+            f"{_count(self.lines_left_out, 'line')} left out (no HCPCS code), "
+            f"{_count(self.claims_rejected, 'claim')} rejected"
         )
         if codes:
             text += f"; CLM05-3 frequency codes {codes}"
         if self.icd9_left_out:
-            text += f"; {self.icd9_left_out} numeric ICD-9 codes left out of diagnosis_codes"
+            text += (
+                f"; {_count(self.icd9_left_out, 'numeric ICD-9 code')} left out of diagnosis_codes"
+            )
         if self.problems or self.unreadable:
-            text += f"; {self.problems} envelope problems, {self.unreadable} files not converted"
+            text += (
+                f"; {_count(self.problems, 'envelope problem')}, "
+                f"{_count(self.unreadable, 'file')} not converted (not read, or not X12)"
+            )
         return text
+
+
+def _count(n: int, thing: str) -> str:
+    """`1 file`, `2 files`, `0 files`."""
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 class Intake:
@@ -74,7 +89,7 @@ class Intake:
         self.summary = Summary()
 
     def _say(self, text: str) -> None:
-        print(f"stream-app: {text}", file=self.err)
+        print(f"{PREFIX}: {text}", file=self.err)
 
     def convert(self, data: bytes, name: str) -> Iterator[dict[str, Any]]:
         """The claim messages of one file, in file order."""
@@ -150,7 +165,8 @@ def messages(intake: Intake, paths: Iterable[str]) -> Iterator[dict[str, Any]]:
     for path in paths:
         try:
             data = read_source(path)
-        except OSError as exc:
+        except OSError as exc:  # counted as a file not converted, as one not X12 is
+            intake.summary.files += 1
             intake.summary.unreadable += 1
             intake._say(f"cannot read {path}: {exc.strerror or exc}")
             continue
@@ -174,7 +190,7 @@ def main(paths: list[str], *, publish: bool, site_map: str | None, timeout: floa
     try:
         sites = load(site_map)
     except SiteMapError as exc:
-        print(f"stream-app: {exc}", file=sys.stderr)
+        print(f"{PREFIX}: {exc}", file=sys.stderr)
         return 2
     intake = Intake(sites, sys.stderr)
     stream = messages(intake, paths or ["-"])
@@ -202,16 +218,16 @@ def _publish(stream: Iterable[dict[str, Any]], timeout: float) -> int | None:
     try:
         settings = KafkaSettings()
     except ValidationError as exc:
-        print(f"stream-app intake: bad settings: {describe_errors(exc)}", file=sys.stderr)
+        print(f"{PREFIX}: bad settings: {describe_errors(exc)}", file=sys.stderr)
         return 2
     encoded = (orjson.dumps(message) for message in stream)
     try:
         sent = asyncio.run(publish(settings, encoded, timeout=timeout))
     except BrokerError as exc:
-        print(f"stream-app intake: {exc}", file=sys.stderr)
+        print(f"{PREFIX}: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print("stream-app intake: interrupted", file=sys.stderr)
+        print(f"{PREFIX}: interrupted", file=sys.stderr)
         return 130
-    print(f"stream-app: published {sent} claims to {settings.input_topic}", file=sys.stderr)
+    print(f"{PREFIX}: published {_count(sent, 'claim')} to {settings.input_topic}", file=sys.stderr)
     return None
