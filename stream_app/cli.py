@@ -134,12 +134,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["generate", "--"]:  # the old spelling `generate -- --patients N`
         del argv[1]
-    args = _parse(_parser(), argv)
+    parser = _parser()
+    args = _parse(parser, argv)
     try:
         return _dispatch(args)
     except BrokenPipeError:  # output piped into head, say
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: replay or intake reading stdin, say
+        print(f"{_command_parser(parser, args).prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:

@@ -241,3 +241,52 @@ def test_the_summary_names_the_three_counts(events_file):
         f"  {len(messages)} alert messages ({statuses}), {len(distinct)} distinct alerts, "
         f"{len(fold(messages))} open\n"
     ) in done.stderr.decode()
+
+
+def _waits_on_stdin(pid: int) -> bool:
+    """Whether the process is blocked reading a pipe (Linux: its wait channel)."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text().endswith("pipe_read")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(
+    "args, prefix",
+    [
+        (["replay"], "stream-app replay"),
+        (["replay", "-", "--quiet"], "stream-app replay"),
+        (["intake", "x12"], "stream-app intake x12"),
+        (["intake", "x12", "-"], "stream-app intake x12"),
+    ],
+)
+def test_ctrl_c_while_reading_stdin_exits_130_in_one_line(args, prefix):
+    """Not a KeyboardInterrupt traceback."""
+    import signal
+    import time
+
+    if not Path("/proc/self/wchan").exists():
+        pytest.skip("needs Linux's /proc/PID/wchan to tell when the process waits on stdin")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stream_app", *args],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdin is not None
+        process.stdin.write(orjson.dumps(EVENTS[0]) + b"\n")  # one line, then nothing
+        process.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not _waits_on_stdin(process.pid):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "it never waited on stdin"
+            time.sleep(0.05)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert err.decode().strip().splitlines() == [f"{prefix}: interrupted"]
