@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import start_http_server
 
@@ -100,8 +101,13 @@ class Sink:
         while True:
             conn = await self.connect()
             try:
+                # A database restored empty gets the schema again (and the
+                # sink starts over from the earliest offsets).
+                await asyncio.to_thread(self.migrate)
                 stored = await apply.stored_offsets(conn, self.topic)
             except LOST:
+                with contextlib.suppress(Exception):
+                    await conn.close()
                 continue
             self.conn = conn
             break
@@ -112,6 +118,12 @@ class Sink:
                 self.saved[tp.partition] = stored[tp.partition]
             else:
                 await self.consumer.seek_to_beginning(tp)
+
+    def migrate(self) -> None:
+        from stream_app.sink.schema import migrate
+
+        with psycopg.connect(database.conninfo(self.url)) as conn:
+            migrate(conn)
 
     # ------------------------------------------------------------ kafka
 
@@ -152,11 +164,16 @@ class Sink:
         for (severity, taken), count in counts.items():
             metrics.OPEN_ROWS.labels(severity, "true" if taken else "false").set(count)
         self.counted |= set(counts)
-        ends = await self.consumer.end_offsets(self.partitions)
-        for tp, end in ends.items():
-            position = await self.consumer.position(tp)
-            metrics.LAG.labels(str(tp.partition)).set(max(0, end - position))
-        if len(await self.topic_partitions()) > len(self.partitions):
+        try:
+            ends = await self.consumer.end_offsets(self.partitions)
+            for tp, end in ends.items():
+                position = await self.consumer.position(tp)
+                metrics.LAG.labels(str(tp.partition)).set(max(0, end - position))
+            added = len(await self.topic_partitions()) > len(self.partitions)
+        except KafkaError as exc:  # the broker is away: aiokafka reconnects by itself
+            say(f"lag not measured ({type(exc).__name__}: {exc})")
+            return
+        if added:
             await self.assign()
             await self.resume()
 
