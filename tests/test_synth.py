@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -20,6 +22,7 @@ from stream_app.replay import Replay
 from stream_app.synth import calendar, generate
 from stream_app.synth import stream as synth
 from stream_app.synth.claims import period_end
+from stream_app.synth.course import earliest_received
 
 
 def _lines(patients: int, seed: int, **options: Any) -> list[bytes]:
@@ -264,3 +267,81 @@ def _open(messages: list[bytes]) -> dict[str, tuple[Any, ...]]:
 
 def _messages(messages: list[bytes]) -> dict[str, str]:
     return {aid: a["message"] for aid, a in fold(_replay(messages)).items()}
+
+
+# -- bounded work (issue 24) -----------------------------------------------------------
+
+# Runs `stream-app generate` with the given options, then prints the peak
+# resident set size (KB) of the process on stderr: VmHWM, since getrusage's
+# ru_maxrss also counts the test process the child was forked from.
+_GENERATE_AND_MEASURE = """
+import sys
+from stream_app.synth.generate import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+with open("/proc/self/status") as status:
+    peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+print(peak, file=sys.stderr)
+raise SystemExit(code)
+"""
+
+
+def _generate(*options: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-c", _GENERATE_AND_MEASURE, *options],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_patients_is_bounded() -> None:
+    """Once, 10**20 patients ran for minutes, growing to gigabytes, writing nothing."""
+    done = subprocess.run(
+        [sys.executable, "-m", "stream_app", "generate", "--patients", str(10**20)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == b""
+    error = done.stderr.decode().splitlines()[-1]
+    assert error == (
+        "stream-app generate: error: argument --patients: "
+        f"expected at most {synth.MAX_PATIENTS} patients, got {10**20}"
+    )
+
+
+def test_max_lines_stops_at_once_in_little_memory() -> None:
+    """A million patients, three lines: only the first courses are built (it
+    took 13 s and 595 MB when every course start was computed first)."""
+    done = _generate("--patients", "1000000", "--max-lines", "3", "--quiet", timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3
+    assert all(orjson.loads(line)["kind"] == "claim" for line in lines)
+    peak_kb = int(done.stderr.split()[-1])
+    assert peak_kb < 150_000, f"peak RSS {peak_kb} KB"
+
+
+def test_memory_does_not_grow_with_patients_before_the_first_lines() -> None:
+    small = _generate("--patients", "1000", "--max-lines", "50", "--quiet")
+    large = _generate("--patients", "3000000", "--max-lines", "50", "--quiet")
+    assert small.returncode == large.returncode == 0
+    growth_kb = int(large.stderr.split()[-1]) - int(small.stderr.split()[-1])
+    assert growth_kb < 60_000, f"{growth_kb} KB more for 3000x the patients"
+
+
+def test_no_message_of_a_course_precedes_its_bound() -> None:
+    """events() builds a course only when the stream reaches
+    earliest_received; a message before it would come out of order."""
+    generator = synth.Synth(400, violation_rate=0.5, seed=12, void_rate=0.5, span_days=200)
+    sites: dict[int, str] = {}
+    checked = 0
+    for day, index, number, second in generator._starts():
+        bound = earliest_received(day, generator._timing(index, number))
+        course = generator._course(day, index, number, second, sites)
+        first = min(doc["received_at"] for _, _, doc in course.events)
+        assert first >= bound, (course.course_id, first, bound)
+        checked += 1
+    assert checked > 410  # some second courses too

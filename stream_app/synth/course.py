@@ -67,6 +67,25 @@ def _clock() -> list[str]:
     return _CLOCK
 
 
+def _received(timing: Random, day: int, low: int, high: int) -> str:
+    lag = timing.randint(low, high)
+    return f"{iso(day + lag)}T{_clock()[timing.randrange(57_600)]}Z"
+
+
+def earliest_received(start: int, timing: Random) -> str:
+    """A lower bound of the received_at of every message of a course that
+    starts on `start`, given a fresh copy of its timing generator: its first
+    claim is the consult's professional claim, whose time is the generator's
+    first draws; an institutional claim comes 5 days or more after the end of
+    the consult's month, and the course end on or after the fourth treatment
+    day after the consult (simulation, planning, first fraction); everything
+    else comes after these."""
+    consult = next_treatment_day(start)
+    first_claim = _received(timing, week_end(consult), *SUBMISSION_LAGS[PROF])
+    institutional = iso(month_end(consult) + SUBMISSION_LAGS[INST][0])
+    return min(first_claim, institutional, iso(next_treatment_day(consult, 4)))
+
+
 # -- patients and courses -----------------------------------------------------------
 
 
@@ -180,9 +199,7 @@ class Course:
 
     def received(self, day: int, low: int, high: int) -> str:
         """A time `low` to `high` days (uniform) after a day, 06:00 to 22:00 UTC."""
-        timing = self.timing
-        lag = timing.randint(low, high)
-        return f"{iso(day + lag)}T{_clock()[timing.randrange(57_600)]}Z"
+        return _received(self.timing, day, low, high)
 
     def after(self, doc: Doc, low: int, high: int) -> str:
         """A time `low` to `high` days after a document was received."""

@@ -18,6 +18,7 @@ from stream_app.synth.stream import (
     DEFAULT_SPAN_DAYS,
     DEFAULT_START,
     DEFAULT_VOID_RATE,
+    MAX_PATIENTS,
     Synth,
     generate_lines,
     write_lines,
@@ -28,13 +29,21 @@ DESCRIPTION = (
 )
 
 
+def _patients(text: str) -> int:
+    """A whole number >= 0 and at most MAX_PATIENTS: more would not end."""
+    value = argtypes.integer(0)(text)
+    if value > MAX_PATIENTS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_PATIENTS} patients, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--patients",
-        type=argtypes.integer(0),
+        type=_patients,
         default=100,
         metavar="N",
-        help="patients, one course each (some a second one); default 100",
+        help=f"patients, one course each (some a second one); 0..{MAX_PATIENTS}, default 100",
     )
     parser.add_argument(
         "--fractions",

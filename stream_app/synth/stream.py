@@ -42,7 +42,7 @@ import orjson
 from stream_app.synth.calendar import iso
 from stream_app.synth.catalog import CATALOG, CUMULATIVE, PAYERS, Rx
 from stream_app.synth.claims import as_claims
-from stream_app.synth.course import Course, Doc, Patient
+from stream_app.synth.course import Course, Doc, Patient, earliest_received
 from stream_app.synth.edits import EPISODES
 from stream_app.synth.violations import VIOLATIONS
 
@@ -51,6 +51,7 @@ DEFAULT_SPAN_DAYS: Final = 640  # last courses start in early October 2026
 DEFAULT_FRACTIONS: Final = 25
 SECOND_COURSE_RATE: Final = 0.15
 DEFAULT_VOID_RATE: Final = 0.05  # `--voids` with no value
+MAX_PATIENTS: Final = 10_000_000  # `--patients`: 1.2 billion lines, more than anyone needs
 
 
 @dataclass(slots=True)
@@ -125,6 +126,10 @@ class Synth:
             value = (value * 1_000_003 + part + 1) & 0xFFFF_FFFF_FFFF_FFFF
         return Random(value)
 
+    def _timing(self, index: int, number: int) -> Random:
+        """The generator of a course's received times, apart from what it bills."""
+        return self._rng(index, 4 + number)
+
     def _patient(self, index: int) -> Patient:
         rng = self._rng(index, 0)
         number = (index * 982_451_653 + (self.seed * 7_919) % 10**9) % 10**9
@@ -143,27 +148,32 @@ class Synth:
             if rx.site != not_site:
                 return rx
 
-    def _starts(self) -> list[tuple[int, int, int]]:
-        """(start day, patient index, course number), in start order."""
-        starts: list[tuple[int, int, int]] = []
+    def _starts(self) -> Iterator[tuple[int, int, int, bool]]:
+        """(start day, patient index, course number, a second course follows),
+        in start order, patient by patient: first courses start in patient
+        order, and a second one waits in a heap until its day comes."""
+        seconds: list[tuple[int, int, int, bool]] = []
         end = self.start + self.span_days
         for index in range(self.patients):
-            first = self.start + (index * self.span_days) // max(self.patients, 1)
-            starts.append((first, index, 0))
+            first = self.start + (index * self.span_days) // self.patients
+            while seconds and seconds[0][:2] < (first, index):
+                yield heapq.heappop(seconds)
             rng = self._rng(index, 1)
-            if rng.random() < SECOND_COURSE_RATE:
-                second = first + rng.randint(45, 240)
-                if second < end:
-                    starts.append((second, index, 1))
-        starts.sort()
-        return starts
+            second = first + rng.randint(45, 240) if rng.random() < SECOND_COURSE_RATE else end
+            yield first, index, 0, second < end
+            if second < end:
+                heapq.heappush(seconds, (second, index, 1, False))
+        while seconds:
+            yield heapq.heappop(seconds)
 
-    def _course(self, start: int, index: int, number: int, sites: dict[int, str]) -> Course:
+    def _course(
+        self, start: int, index: int, number: int, second: bool, sites: dict[int, str]
+    ) -> Course:
         rng = self._rng(index, 2 + number)
         rx = self._rx(rng, sites.pop(index, None))
-        if number == 0:
+        if second:  # the patient's second course is at another site
             sites[index] = rx.site
-        timing = self._rng(index, 4 + number)
+        timing = self._timing(index, number)
         course = Course(self._patient(index), number, start, rx, rng, self.fractions_scale, timing)
         stats = self.stats
         stats.courses += 1
@@ -186,36 +196,53 @@ class Synth:
     def events(self) -> Iterator[Doc]:
         """The events of every course in the order they are received (by
         received_at; equal times by course start, a course's own in its order).
-        A course is built on its first day; what it sends before a later
-        course's first day cannot be preceded by anything of that course,
-        whose every message is received on or after the day it starts."""
-        sites: dict[int, str] = {}  # site of a patient's first course, until the second
-        heap: list[tuple[str, int]] = []  # (received_at of a course's next event, serial)
-        open_courses: dict[int, tuple[list[tuple[int, float, Doc]], int]] = {}
-        stats = self.stats
 
-        def before(cutoff: str | None) -> Iterator[Doc]:
-            """Every held event received before `cutoff` (None: all of them)."""
-            while heap and (cutoff is None or heap[0][0] < cutoff):
-                key = heap[0][1]
+        Nothing is built before it can be needed: a course that has started
+        waits, unbuilt, under a lower bound of its first message's time
+        (`earliest_received`), and is built when the stream reaches that
+        bound; a course that has not started yet receives nothing before its
+        start day. So the first messages come at once however many patients
+        there are, and what is held is the courses under way."""
+        sites: dict[int, str] = {}  # site of a patient's first course, until the second
+        # Built courses: (received_at of the next event, serial) -> events, position.
+        built: list[tuple[str, int]] = []
+        open_courses: dict[int, tuple[list[tuple[int, float, Doc]], int]] = {}
+        # Started courses not built yet: (bound, serial, start day, index, number, second).
+        waiting: list[tuple[str, int, int, int, int, bool]] = []
+        starts = enumerate(self._starts())
+        upcoming = next(starts, None)
+        stats = self.stats
+        while True:
+            horizon = iso(upcoming[1][0]) if upcoming is not None else None
+            if (
+                built
+                and (not waiting or built[0] < waiting[0][:2])
+                and (horizon is None or built[0][0] < horizon)
+            ):
+                key = built[0][1]
                 events, position = open_courses[key]
                 stats.events += 1
                 yield events[position][2]
                 position += 1
                 if position < len(events):
                     open_courses[key] = (events, position)
-                    heapq.heapreplace(heap, (events[position][2]["received_at"], key))
+                    heapq.heapreplace(built, (events[position][2]["received_at"], key))
                 else:
                     del open_courses[key]
-                    heapq.heappop(heap)
-
-        for serial, (day, index, number) in enumerate(self._starts()):
-            yield from before(iso(day))
-            events = self._course(day, index, number, sites).events
-            if events:
-                open_courses[serial] = (events, 0)
-                heapq.heappush(heap, (events[0][2]["received_at"], serial))
-        yield from before(None)
+                    heapq.heappop(built)
+            elif waiting and (horizon is None or waiting[0][0] < horizon):
+                _, serial, day, index, number, second = heapq.heappop(waiting)
+                events = self._course(day, index, number, second, sites).events
+                if events:
+                    open_courses[serial] = (events, 0)
+                    heapq.heappush(built, (events[0][2]["received_at"], serial))
+            elif upcoming is not None:
+                serial, (day, index, number, second) = upcoming
+                bound = earliest_received(day, self._timing(index, number))
+                heapq.heappush(waiting, (bound, serial, day, index, number, second))
+                upcoming = next(starts, None)
+            else:
+                return
 
 
 def generate(
@@ -286,23 +313,26 @@ def generate_lines(
     dumps = orjson.dumps
     limit = max_lines if max_lines is not None else -1
     written = 0
+    if written == limit:
+        return
     docs = as_claims(synth.events()) if claims else synth.events()
-    for doc in docs:
-        if doc.get("kind") == "claim":
-            stats.claims += 1
-            stats.claim_lines[len(doc["lines"])] += 1
-        if written == limit:
-            return
-        encoded = dumps(doc)
-        yield encoded
-        written += 1
-        if invalid_rate and rng.random() < invalid_rate and written != limit:
-            reason, garbage = _invalid(rng, doc, encoded)
-            stats.invalid[reason] += 1
-            yield garbage
+    try:
+        for doc in docs:
+            if doc.get("kind") == "claim":
+                stats.claims += 1
+                stats.claim_lines[len(doc["lines"])] += 1
+            encoded = dumps(doc)
+            yield encoded
             written += 1
+            if invalid_rate and rng.random() < invalid_rate and written != limit:
+                reason, garbage = _invalid(rng, doc, encoded)
+                stats.invalid[reason] += 1
+                yield garbage
+                written += 1
+            if written == limit:  # stop at once: nothing more is generated
+                return
+    finally:
         stats.lines = written
-    stats.lines = written
 
 
 def write_lines(out: BinaryIO, encoded: Iterable[bytes], batch_size: int = 4096) -> None:
