@@ -22,7 +22,7 @@ from stream_app.replay import Replay
 from stream_app.synth import calendar, generate
 from stream_app.synth import stream as synth
 from stream_app.synth.claims import period_end
-from stream_app.synth.course import earliest_received
+from stream_app.synth.submission import earliest_received
 
 
 def _lines(patients: int, seed: int, **options: Any) -> list[bytes]:

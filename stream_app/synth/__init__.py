@@ -3,7 +3,8 @@
 `stream-app generate` command.
 
 Modules: catalog (codes, payers, kinds of course), calendar (treatment days),
-course (one course, billed), violations and edits (what changes a course),
+course (one course, billed), submission (when what it bills is received),
+violations and edits (what changes a course),
 stream (`Synth`, `generate`, `generate_lines`, `write_lines`), claims (lines
 as claim messages), generate (the command's options and run).
 

@@ -2,7 +2,7 @@
 bills every service as its setting would (hospital: institutional technical
 line + professional -26 line; freestanding: professional global), on weekly
 professional and monthly institutional claims. Each claim is submitted once
-its period is over (SUBMISSION_LAGS), and every line of it carries that
+its period is over (submission.py), and every line of it carries that
 submission time as its received_at. `violations` and `edits` change a built
 course before it is finished (sorted into submission order)."""
 
@@ -14,7 +14,7 @@ from datetime import date
 from random import Random
 from typing import Any, Final
 
-from stream_app.synth.calendar import iso, month_end, month_index, next_treatment_day, week_end
+from stream_app.synth.calendar import iso, month_index, next_treatment_day
 from stream_app.synth.catalog import (
     CBCT,
     CT_ALLOWED,
@@ -41,50 +41,11 @@ from stream_app.synth.catalog import (
     Y2026,
     Rx,
 )
+from stream_app.synth.submission import COURSE_END_LAG, claim_submitted, received_at
 
 Doc = dict[str, Any]
 
 COURSE_END_RATE: Final = 0.85
-
-# Days from the end of a claim's period (Sunday of a professional claim's
-# week, the last day of an institutional claim's month) to its submission,
-# uniform over the range, at a uniform time between 06:00 and 22:00 UTC.
-SUBMISSION_LAGS: Final = {PROF: (1, 6), INST: (5, 30)}
-# Days from the last treatment to a course end's arrival.
-COURSE_END_LAG: Final = (0, 5)
-_CLOCK: list[str] = []
-
-
-def _clock() -> list[str]:
-    """HH:MM:SS from 06:00:00, one per second of 16 hours."""
-    if not _CLOCK:
-        _CLOCK.extend(
-            f"{h:02d}:{m:02d}:{sec:02d}"
-            for h in range(6, 22)
-            for m in range(60)
-            for sec in range(60)
-        )
-    return _CLOCK
-
-
-def _received(timing: Random, day: int, low: int, high: int) -> str:
-    lag = timing.randint(low, high)
-    return f"{iso(day + lag)}T{_clock()[timing.randrange(57_600)]}Z"
-
-
-def earliest_received(start: int, timing: Random) -> str:
-    """A lower bound of the received_at of every message of a course that
-    starts on `start`, given a fresh copy of its timing generator: its first
-    claim is the consult's professional claim, whose time is the generator's
-    first draws; an institutional claim comes 5 days or more after the end of
-    the consult's month, and the course end on or after the fourth treatment
-    day after the consult (simulation, planning, first fraction); everything
-    else comes after these."""
-    consult = next_treatment_day(start)
-    first_claim = _received(timing, week_end(consult), *SUBMISSION_LAGS[PROF])
-    institutional = iso(month_end(consult) + SUBMISSION_LAGS[INST][0])
-    return min(first_claim, institutional, iso(next_treatment_day(consult, 4)))
-
 
 # -- patients and courses -----------------------------------------------------------
 
@@ -192,14 +153,13 @@ class Course:
             self.n_claims += 1
             yy = iso(day)[2:4]
             claim_id = f"{'P' if prof else 'I'}{yy}{self.claim_prefix}{self.n_claims:03d}"
-            end = week_end(day) if prof else month_end(day)
-            claim = _Claim(claim_id, self.received(end, *SUBMISSION_LAGS[PROF if prof else INST]))
+            claim = _Claim(claim_id, claim_submitted(self.timing, day, PROF if prof else INST))
             self.claims[(prof, period)] = claim
         return claim
 
     def received(self, day: int, low: int, high: int) -> str:
         """A time `low` to `high` days (uniform) after a day, 06:00 to 22:00 UTC."""
-        return _received(self.timing, day, low, high)
+        return received_at(self.timing, day, low, high)
 
     def after(self, doc: Doc, low: int, high: int) -> str:
         """A time `low` to `high` days after a document was received."""

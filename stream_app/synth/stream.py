@@ -17,11 +17,12 @@ real billing error would). Course starts are spread evenly over `span_days`.
 Events come out as a payer receives them, in submission order (received_at):
 professional claims weekly, 1-6 days after the week; institutional claims
 monthly, 5-30 days after the month; every line carries its claim's
-submission time (course.py SUBMISSION_LAGS, benchmarks/README.md).
+submission time (submission.py, benchmarks/README.md).
 
 `generate` yields event documents; `generate_lines` yields encoded JSON lines
 and can salt them with invalid ones. The parts: catalog.py (codes, payers,
 kinds of course), calendar.py (treatment days), course.py (one course),
+submission.py (when it is received),
 violations.py and edits.py (what changes a course), claims.py (lines as claim
 messages). The command, `stream-app generate`, is stream_app/synth/generate.py.
 """
@@ -42,8 +43,9 @@ import orjson
 from stream_app.synth.calendar import iso
 from stream_app.synth.catalog import CATALOG, CUMULATIVE, PAYERS, Rx
 from stream_app.synth.claims import as_claims
-from stream_app.synth.course import Course, Doc, Patient, earliest_received
+from stream_app.synth.course import Course, Doc, Patient
 from stream_app.synth.edits import EPISODES
+from stream_app.synth.submission import earliest_received
 from stream_app.synth.violations import VIOLATIONS
 
 DEFAULT_START: Final = date(2025, 1, 1)
