@@ -6,8 +6,8 @@ import argparse
 import contextlib
 import sys
 import textwrap
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from stream_app import argtypes
 from stream_app.core.codes import RULESET, CodeEntry
@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
         help="lines per second (default: as fast as possible)",
     )
     publish.add_argument("--stamp", action="store_true", help="set received_at to the send time")
+    publish.add_argument(
+        "--send-invalid",
+        action="store_true",
+        help="send every line as it is, unchecked (to try the dead-letter topic); by default "
+        "lines the worker would not take are reported and not sent",
+    )
     publish.add_argument(
         "--key",
         choices=("patient_id", "claim_id"),
@@ -284,17 +290,24 @@ def _kafka_client(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace, settings: KafkaSettings) -> int:
-
-    from stream_app.inputs import open_input, read_lines
+    """Send the valid lines (every line with --send-invalid); exit 2, without
+    connecting, for an X12 837 file or an input without a valid line; invalid
+    lines are reported and left out, as replay reports them."""
+    from stream_app.inputs import open_input
     from stream_app.stream.kafkaio import publish, run_interruptible
 
     try:
         stream = open_input(args.path)
         with stream:
+            lines = _CheckedLines(stream, args.path, check=not args.send_invalid)
+            refused = lines.look_ahead()
+            if refused:
+                print(f"stream-app publish: {refused}", file=sys.stderr)
+                return 2
             sent = run_interruptible(
                 publish(
                     settings,
-                    read_lines(stream),
+                    lines,
                     rate=args.rate,
                     stamp=args.stamp,
                     key_by=args.key,
@@ -306,11 +319,81 @@ def _publish(args: argparse.Namespace, settings: KafkaSettings) -> int:
             f"stream-app publish: cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr
         )
         return 2
+    invalid = lines.invalid.total
+    left_out = ""
+    if invalid:
+        reasons = " ".join(f"{k}={v}" for k, v in sorted(invalid.items()))
+        left_out = f"; {sum(invalid.values())} invalid lines not sent ({reasons})"
     print(
-        f"stream-app publish: published {sent} messages to {settings.input_topic}",
+        f"stream-app publish: published {sent} messages to {settings.input_topic}{left_out}",
         file=sys.stderr,
     )
     return 0
+
+
+class _CheckedLines:
+    """The non-blank lines of the input that the worker takes as events (the
+    same parser, `parse_event`); the others are reported and left out, as
+    replay reports them: the worker would only send them to the dead-letter
+    topic. Unchecked (`check=False`), every non-blank line."""
+
+    def __init__(self, stream: BinaryIO, name: str, *, check: bool = True) -> None:
+        from stream_app.inputs import InvalidLines, read_lines
+
+        self.check = check
+        self.path = name
+        self.name = "stdin" if name == "-" else name
+        self.lines = enumerate(read_lines(stream), start=1)
+        self.invalid = InvalidLines(
+            sys.stderr, "stream-app publish", f"use stream-app intake x12 --publish {name}"
+        )
+        self.first: bytes | None = None
+
+    def look_ahead(self) -> str | None:
+        """Read up to the first valid line before anything is sent; why the
+        input is refused, if it is: an X12 837 file, or no valid line."""
+        from stream_app.inputs import looks_like_x12
+
+        if not self.check:
+            return None
+        for number, raw in self.lines:
+            if not raw.strip():
+                continue
+            if not self.invalid.total and looks_like_x12(raw):
+                return (
+                    f"{self.name} looks like an X12 837 file (it starts with an ISA segment), "
+                    f"not JSON lines of claim messages: use stream-app intake x12 --publish "
+                    f"{self.path}"
+                )
+            if self._valid(number, raw):
+                self.first = raw
+                return None
+        self.invalid.end_run()
+        if self.invalid.total:
+            return (
+                f"no valid claim message in {self.name} "
+                f"({sum(self.invalid.total.values())} invalid lines): nothing sent"
+            )
+        return None
+
+    def _valid(self, number: int, raw: bytes) -> bool:
+        from stream_app.core.events import Invalid, parse_event
+
+        event = parse_event(raw)
+        if isinstance(event, Invalid):
+            self.invalid.add(number, raw, event.reason, event.detail)
+            return False
+        if self.invalid.length:
+            self.invalid.end_run()
+        return True
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.first is not None:
+            yield self.first
+        for number, raw in self.lines:
+            if raw.strip() and (not self.check or self._valid(number, raw)):
+                yield raw
+        self.invalid.end_run()
 
 
 async def _alerts(args: argparse.Namespace, settings: KafkaSettings) -> None:

@@ -13,10 +13,12 @@ from stream_app.core.engine import Engine, Transition
 from stream_app.core.events import Event, Invalid, parse_event
 from stream_app.core.holds import HoldCounts
 from stream_app.core.store import MemoryStore
-from stream_app.inputs import relaxed_gc
+from stream_app.inputs import InvalidLines, relaxed_gc
 
 # Every line replay writes to stderr starts with this.
 PREFIX = "stream-app replay"
+# Where invalid lines that look like an X12 837 file are pointed.
+X12_HINT = "convert it first: stream-app intake x12 FILE | stream-app replay"
 
 
 @dataclass
@@ -52,40 +54,6 @@ class ReplaySummary:
         return "\n".join(parts)
 
 
-class _InvalidRun:
-    """Invalid lines in a row. The first `shown` of a run are reported one by
-    one; the rest (a binary file, say) in one line when the run ends."""
-
-    def __init__(self, shown: int) -> None:
-        self.shown = shown
-        self.length = 0
-        self.first_hidden = 0
-        self.last = 0
-        self.hidden: Counter[str] = Counter()
-
-    def add(self, number: int, reason: str) -> bool:
-        """Counts an invalid line; True if it is to be reported on its own."""
-        self.length += 1
-        self.last = number
-        if self.length <= self.shown:
-            return True
-        if not self.hidden:
-            self.first_hidden = number
-        self.hidden[reason] += 1
-        return False
-
-    def end(self, err: TextIO) -> None:
-        if self.hidden:
-            reasons = " ".join(f"{k}={v}" for k, v in sorted(self.hidden.items()))
-            err.write(
-                f"{PREFIX}: lines {self.first_hidden}-{self.last}: this does not look like "
-                f"JSON lines: {self.length} invalid lines in a row, the last "
-                f"{sum(self.hidden.values())} not shown ({reasons})\n"
-            )
-            self.hidden.clear()
-        self.length = 0
-
-
 class Replay:
     """Feeds events to an engine and closes every course at the end unless
     told not to. Parse, evaluate and emit are separate steps so that the
@@ -115,7 +83,7 @@ class Replay:
         self.fixed_time = fixed_time
         self.progress_seconds = progress_seconds
         self.summary = ReplaySummary()
-        self._invalid_run = _InvalidRun(self.INVALID_SHOWN)
+        self._invalid = InvalidLines(err, PREFIX, X12_HINT, self.INVALID_SHOWN)
 
     def run(self, lines: Iterable[bytes]) -> ReplaySummary:
         started = time.perf_counter()
@@ -131,7 +99,7 @@ class Replay:
                     self.err.write(f"{PREFIX}: {number:,} lines, {number / elapsed:,.0f} lines/s\n")
                     self.err.flush()
                     next_progress = time.perf_counter() + self.progress_seconds
-            self._invalid_run.end(self.err)
+            self._invalid.end_run()
             if self.close_at_end:
                 self.emit(self.close())
         self.summary.seconds = time.perf_counter() - started
@@ -149,13 +117,10 @@ class Replay:
         event = parse_event(raw)
         if isinstance(event, Invalid):
             self.summary.invalid[event.reason] += 1
-            if self._invalid_run.add(number, event.reason):
-                self.err.write(
-                    f"{PREFIX}: line {number}: invalid ({event.reason}): {event.detail}\n"
-                )
+            self._invalid.add(number, bytes(raw), event.reason, event.detail)
             return None
-        if self._invalid_run.length:
-            self._invalid_run.end(self.err)
+        if self._invalid.length:
+            self._invalid.end_run()
         return event
 
     def evaluate(self, event: Event) -> list[Transition]:

@@ -196,6 +196,19 @@ def test_invalid_input_gives_a_reason_and_a_detail(raw, reason, word):
 
 
 @pytest.mark.parametrize(
+    "raw", [b'{"claim_id": "A", "line_num', b"not json at all", b"ISA*00*  *00*~", b'{"a": NaN}']
+)
+def test_only_bytes_that_are_not_utf8_are_called_so(raw):
+    """A JSON syntax error in valid UTF-8 says "not valid JSON", not "UTF-8"."""
+    result = parse_event(raw)
+    assert isinstance(result, Invalid) and result.reason == "not_json"
+    assert result.detail.startswith("not valid JSON: ") and "UTF-8" not in result.detail
+    latin1 = parse_event(b'{"site": "caf\xe9"}')
+    assert isinstance(latin1, Invalid)
+    assert latin1.detail == "not valid UTF-8: byte 0xe9 at offset 13"
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         b'{"claim_id": "A", "line_number": 1180591620717411303424}',

@@ -200,3 +200,60 @@ def test_ctrl_c_ends_the_run_even_when_a_cancellation_is_lost() -> None:
     with pytest.raises(KeyboardInterrupt):
         run_interruptible(loses_the_first_cancellation())
     assert time.monotonic() - started < 10
+
+
+def test_publish_refuses_an_x12_file_before_connecting(tmp_path: Path) -> None:
+    """Every claim of it would have gone to the dead-letter topic."""
+    done = run("publish", str(X12), bootstrap=f"127.0.0.1:{closed_port()}")
+    assert done.returncode == 2, done.stderr
+    assert one_line(done, "publish") == (
+        f"stream-app publish: {X12} looks like an X12 837 file (it starts with an ISA segment), "
+        f"not JSON lines of claim messages: use stream-app intake x12 --publish {X12}"
+    )
+
+
+def test_publish_refuses_an_input_without_a_valid_line_before_connecting(tmp_path: Path) -> None:
+    binary = tmp_path / "image.bin"
+    binary.write_bytes(bytes(range(256)) * 64 + b"\n" * 30)
+    done = run("publish", str(binary), bootstrap=f"127.0.0.1:{closed_port()}")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "cannot reach Kafka" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert all(line.startswith("stream-app publish: ") for line in lines), lines
+    assert lines[1].startswith("stream-app publish: line 2: invalid (not_json): not valid UTF-8")
+    assert lines[-1] == (
+        f"stream-app publish: no valid claim message in {binary} (65 invalid lines): nothing sent"
+    )
+    assert "an X12 837 file? use stream-app intake x12 --publish" in done.stderr
+
+
+def test_publish_reports_invalid_lines_and_leaves_them_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The lines the worker would send to the dead-letter topic (the same
+    parser), reported as replay reports them; the valid ones go."""
+    import io
+
+    from stream_app.cli import _CheckedLines
+
+    valid = SAMPLE.read_bytes().splitlines()[0]
+    text = b"\n".join([b"garbage", valid, b"", b'{"kind": "claim_line"}', valid, b"ISA*00*~"])
+    lines = _CheckedLines(io.BytesIO(text + b"\n"), "mixed.jsonl")
+    assert lines.look_ahead() is None
+    assert list(lines) == [valid, valid]
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (
+        "stream-app publish: line 1: invalid (not_json): not valid JSON: "
+        "unexpected character, expected a JSON value: line 1 column 1 (char 0)"
+    )
+    assert err[1].startswith("stream-app publish: line 4: invalid (missing_field): ")
+    assert err[2].startswith("stream-app publish: line 6: invalid (not_json)")
+    assert err[3] == (
+        "stream-app publish: line 6 starts an X12 interchange (ISA): an 837 file? "
+        "use stream-app intake x12 --publish mixed.jsonl"
+    )
+    assert len(err) == 4
+    assert lines.invalid.total == {"not_json": 2, "missing_field": 1}
+    unchecked = _CheckedLines(io.BytesIO(text), "mixed.jsonl", check=False)
+    assert unchecked.look_ahead() is None
+    assert len(list(unchecked)) == 5 and capsys.readouterr().err == ""

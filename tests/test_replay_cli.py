@@ -290,3 +290,28 @@ def test_ctrl_c_while_reading_stdin_exits_130_in_one_line(args, prefix):
         process.kill()
     assert process.returncode == 130, err
     assert err.decode().strip().splitlines() == [f"{prefix}: interrupted"]
+
+
+def test_an_837_file_is_pointed_to_intake_after_its_invalid_run():
+    x12 = REPO / "examples" / "x12" / "radonc-837p.txt"
+    done = replay(str(x12))
+    assert done.returncode == 0 and done.stdout == b""
+    err = done.stderr.decode().splitlines()
+    hint = (
+        "stream-app replay: line 1 starts an X12 interchange (ISA): an 837 file? "
+        "convert it first: stream-app intake x12 FILE | stream-app replay"
+    )
+    assert err.count(hint) == 1
+    assert "this does not look like JSON lines" in err[err.index(hint) - 1]
+    assert all("UTF-8" not in line for line in err)  # plain text, not JSON
+    one_line = replay(stdin=x12.read_bytes().replace(b"\n", b""))  # segments on one line
+    assert hint in one_line.stderr.decode().splitlines()
+
+
+def test_a_binary_file_is_pointed_to_intake_once(tmp_path):
+    path = tmp_path / "binary.jsonl"
+    path.write_bytes(random.Random(2).randbytes(64_000))
+    err = replay(str(path)).stderr.decode()
+    hint = "stream-app replay: an X12 837 file? convert it first: stream-app intake x12 FILE"
+    assert err.count(hint) == 1
+    assert "not valid UTF-8: byte " in err

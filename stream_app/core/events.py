@@ -84,7 +84,7 @@ def validate(raw: bytes | bytearray | memoryview | str) -> Event | Invalid:
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise _Reject("not_json", f"not valid UTF-8 JSON: {exc}") from None
+            raise _Reject("not_json", _not_json(raw, exc)) from None
         if not isinstance(doc, dict):
             raise _Reject("not_object", f"expected a JSON object, got {_type_name(doc)}")
         return _parse_document(doc)
@@ -92,6 +92,17 @@ def validate(raw: bytes | bytearray | memoryview | str) -> Event | Invalid:
         return Invalid(rejected.reason, rejected.detail)
     except Exception as exc:  # defensive: a parser bug must not stop the stream
         return Invalid("internal", f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _not_json(raw: bytes | bytearray | memoryview | str, exc: orjson.JSONDecodeError) -> str:
+    """Why a message is not JSON: bytes that are not UTF-8 (where), or the
+    JSON parser's own words."""
+    if not isinstance(raw, str):
+        try:
+            bytes(raw).decode()
+        except UnicodeDecodeError as bad:
+            return f"not valid UTF-8: byte {bad.object[bad.start]:#04x} at offset {bad.start}"
+    return f"not valid JSON: {exc}"
 
 
 def _parse_document(doc: dict[str, Any]) -> Event:

@@ -39,7 +39,10 @@ def test_alerts_counts_read_like_replay(deployment: Deployment, tmp_path: Path) 
         "STREAM_APP_INPUT_TOPIC": topic,
         "STREAM_APP_ALERTS_TOPIC": topic,
     }
-    published = run("publish", str(messages), env=env)
+    refused = run("publish", str(messages), env=env)  # alerts are not claim messages
+    assert refused.returncode == 2, refused.stderr
+    assert f"no valid claim message in {messages}" in refused.stderr
+    published = run("publish", "--send-invalid", str(messages), env=env)
     assert published.returncode == 0, published.stderr
     golden = len(GOLDEN.read_bytes().splitlines())
     assert f"published {golden + 2} messages to {topic}" in published.stderr
