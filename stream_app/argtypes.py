@@ -7,7 +7,7 @@ import math
 import re
 from argparse import ArgumentTypeError
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Final
 
 _RFC3339: Final = re.compile(
@@ -67,15 +67,16 @@ def rate(text: str) -> float:
 
 
 def rfc3339(text: str) -> str:
-    """An RFC 3339 timestamp with Z or an offset, kept as written."""
+    """An RFC 3339 timestamp with Z or an offset, in UTC with milliseconds as
+    every `detected_at` is: `2026-01-01T01:00:00+01:00` -> `2026-01-01T00:00:00.000Z`."""
     wanted = "an RFC 3339 timestamp with a UTC offset, such as 2026-01-01T00:00:00Z"
     if not _RFC3339.fullmatch(text):
         raise ArgumentTypeError(f"expected {wanted}, got {text!r}")
     try:
-        datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    except ValueError as exc:
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise ArgumentTypeError(f"{text!r} is not a valid time: {exc}") from None
-    return text
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def day(first: date, last: date) -> Callable[[str], date]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
-from stream_app.core.alerts import AlertCounts, encode_alert, now_rfc3339
+from stream_app.core.alerts import AlertCounts, encode_alert, normalise_rfc3339, now_rfc3339
 from stream_app.core.engine import Engine, Transition
 from stream_app.core.events import Event, Invalid, parse_event
 from stream_app.core.holds import HoldCounts
@@ -80,7 +80,8 @@ class Replay:
         self.out = out
         self.err = err
         self.close_at_end = close_at_end
-        self.fixed_time = fixed_time
+        # one format of detected_at, given or not (2026-01-01T00:00:00.000Z)
+        self.fixed_time = normalise_rfc3339(fixed_time) if fixed_time else None
         self.progress_seconds = progress_seconds
         self.summary = ReplaySummary()
         self._invalid = InvalidLines(err, PREFIX, X12_HINT, self.INVALID_SHOWN)

@@ -4,6 +4,7 @@ it must be; a good one is taken as given."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -64,11 +65,11 @@ def test_a_bad_value_exits_2_naming_the_option(
 
 
 ACCEPTED = [
-    (["replay", "--fixed-time", "2026-01-01T00:00:00Z"], "fixed_time", "2026-01-01T00:00:00Z"),
+    (["replay", "--fixed-time", "2026-01-01T00:00:00Z"], "fixed_time", "2026-01-01T00:00:00.000Z"),
     (
         ["replay", "--fixed-time", "2024-06-01T00:00:00.000+02:00"],
         "fixed_time",
-        "2024-06-01T00:00:00.000+02:00",
+        "2024-05-31T22:00:00.000Z",
     ),
     (["replay", "--course-idle-days", "1"], "course_idle_days", 1),
     (["replay", "--retain-days", "365"], "retain_days", 365),
@@ -128,8 +129,16 @@ def test_generate_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> 
         assert option in out
 
 
-def test_rfc3339_keeps_the_text_as_written() -> None:
-    assert argtypes.rfc3339("2026-01-01t00:00:00z") == "2026-01-01t00:00:00z"
+def test_fixed_time_takes_the_one_format_of_detected_at() -> None:
+    """UTC with milliseconds, as the worker's and replay's own clock give it."""
+    from stream_app.core.alerts import normalise_rfc3339, now_rfc3339
+
+    assert argtypes.rfc3339("2026-01-01t00:00:00z") == "2026-01-01T00:00:00.000Z"
+    assert argtypes.rfc3339("2026-01-01T00:00:00.123456Z") == "2026-01-01T00:00:00.123Z"
+    assert normalise_rfc3339("2026-01-01T01:00:00+01:00") == "2026-01-01T00:00:00.000Z"
+    pattern = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
+    assert re.fullmatch(pattern, now_rfc3339())
+    assert re.fullmatch(pattern, argtypes.rfc3339("2026-03-01T12:34:56+05:30"))
 
 
 def test_generate_writes_as_the_readme_says_and_takes_the_old_spelling(tmp_path) -> None:

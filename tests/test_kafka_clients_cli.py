@@ -257,3 +257,27 @@ def test_publish_reports_invalid_lines_and_leaves_them_out(
     unchecked = _CheckedLines(io.BytesIO(text), "mixed.jsonl", check=False)
     assert unchecked.look_ahead() is None
     assert len(list(unchecked)) == 5 and capsys.readouterr().err == ""
+
+
+def test_alerts_text_lines_tell_every_message_apart(capsys: pytest.CaptureFixture[str]) -> None:
+    """Three messages of one alert (igrt-per-fraction on P100707 line 1) once
+    printed alike: they differ in sequence and evidence, which the line shows."""
+    import orjson
+
+    from stream_app.stream.kafkaio import print_alert
+
+    golden = REPO / "examples" / "sample-alerts.jsonl"
+    alerts = [orjson.loads(line) for line in golden.read_bytes().splitlines()]
+    for alert in alerts:
+        print_alert(alert)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(alerts) == len(set(lines))
+    same = [line for line in lines if "igrt-per-fraction" in line and "P100707 line 1 " in line]
+    assert [line.split(": ", 1)[0].split(" excess=1 ")[1] for line in same] == [
+        "#1 evidence I100703:9 77523, P100706:3 77387",
+        "#2 evidence I100703:9 77523, I100703:10 77387, P100706:3 77387",
+        "#3 evidence I100703:9 77523, I100703:10 77387, P100706:3 77387",
+    ]
+    many = {**alerts[0], "evidence": [alerts[0] | {"line_number": n} for n in range(5)]}
+    print_alert(many)
+    assert capsys.readouterr().out.split(": ", 1)[0].endswith(", +2 more")

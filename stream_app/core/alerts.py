@@ -20,7 +20,23 @@ def alert_id(rule_id: str, patient_id: str, claim_id: str, line_number: int) -> 
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339_utc(datetime.now(UTC))
+
+
+def rfc3339_utc(moment: datetime) -> str:
+    """The one format of `detected_at` (and `received_at`): UTC, milliseconds,
+    `Z` (`2026-01-01T00:00:00.000Z`)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def normalise_rfc3339(text: str) -> str:
+    """An RFC 3339 timestamp with an offset (`--fixed-time`) in that format:
+    `2026-01-01T00:00:00Z` -> `2026-01-01T00:00:00.000Z`. Raises ValueError
+    for a text that is not one."""
+    moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    return rfc3339_utc(moment)
 
 
 def build_alert(transition: Transition, detected_at: str) -> dict[str, Any]:

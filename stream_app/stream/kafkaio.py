@@ -291,12 +291,42 @@ def _alert(value: bytes | None) -> dict[str, Any] | None:
     return doc
 
 
-def print_alert(alert: dict[str, Any]) -> None:
+# Evidence lines `alerts` names in the text format; the rest are counted.
+EVIDENCE_SHOWN = 3
+
+
+def format_alert(alert: dict[str, Any]) -> str:
+    """One alert message on one line: two messages of one alert differ in
+    their sequence number (and mostly in their evidence), which it shows."""
     excess = f" excess={alert['excess_units']}" if alert.get("excess_units") else ""
-    sys.stdout.write(
+    sequence = f" #{alert['sequence']}" if alert.get("sequence") is not None else ""
+    return (
         f"{alert['status']:<8} {alert['finality']:<11} {alert['severity']:<6} "
         f"CARC {alert['carc']:<3} {alert['rule_id']:<32} claim {alert['claim_id']} "
-        f"line {alert['line_number']} {alert['hcpcs']} {alert['date_of_service']}{excess}: "
-        f"{alert['message']}\n"
+        f"line {alert['line_number']} {alert['hcpcs']} {alert['date_of_service']}{excess}"
+        f"{sequence}{_evidence(alert)}: {alert['message']}"
     )
+
+
+def _evidence(alert: dict[str, Any]) -> str:
+    """` evidence I100703:9 77523, P100706:3 77387 2025-12-16, +2 more`: claim,
+    line and code of each evidence line, its date where it is not the alert's."""
+    evidence = alert.get("evidence")
+    if not isinstance(evidence, list) or not evidence:
+        return ""
+    shown = []
+    for item in evidence[:EVIDENCE_SHOWN]:
+        if not isinstance(item, dict):
+            continue
+        text = f"{item.get('claim_id')}:{item.get('line_number')} {item.get('hcpcs')}"
+        if item.get("date_of_service") not in (None, alert["date_of_service"]):
+            text += f" {item['date_of_service']}"
+        shown.append(text)
+    if len(evidence) > EVIDENCE_SHOWN:
+        shown.append(f"+{len(evidence) - EVIDENCE_SHOWN} more")
+    return " evidence " + ", ".join(shown)
+
+
+def print_alert(alert: dict[str, Any]) -> None:
+    sys.stdout.write(format_alert(alert) + "\n")
     sys.stdout.flush()
