@@ -281,3 +281,36 @@ def test_alerts_text_lines_tell_every_message_apart(capsys: pytest.CaptureFixtur
     many = {**alerts[0], "evidence": [alerts[0] | {"line_number": n} for n in range(5)]}
     print_alert(many)
     assert capsys.readouterr().out.split(": ", 1)[0].endswith(", +2 more")
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "127.0.0.1"])
+def test_the_worker_checks_its_web_port_before_it_creates_topics(bind: str) -> None:
+    """Once, the taken port showed as an OSError traceback (exit 1) after the
+    topics were created. The broker here is dead: a worker that went on to
+    its topics would exit 3, naming Kafka."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = run(
+            "worker",
+            bootstrap=f"127.0.0.1:{closed_port()}",
+            STREAM_APP_WEB_PORT=str(port),
+            STREAM_APP_WEB_BIND=bind,
+        )
+    assert done.returncode == 2, done.stderr
+    line = one_line(done, "worker")
+    assert line.startswith(f"stream-app worker: cannot listen on {bind}:{port} "), line
+    assert "Address already in use" in line and "STREAM_APP_WEB_PORT" in line
+
+
+def test_the_worker_names_a_web_bind_that_is_no_address() -> None:
+    done = run(
+        "worker",
+        bootstrap=f"127.0.0.1:{closed_port()}",
+        STREAM_APP_WEB_BIND="no-such-host.invalid",
+    )
+    assert done.returncode == 2, done.stderr
+    assert "STREAM_APP_WEB_BIND='no-such-host.invalid' is not an address" in one_line(
+        done, "worker"
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -61,6 +62,10 @@ def run_worker() -> int:
     except ProfileError as exc:
         print(f"stream-app worker: {exc}", file=sys.stderr)
         return 2
+    taken = web_port_problem(settings.web_bind, settings.web_port)
+    if taken:  # before any topic is created
+        print(f"stream-app worker: {taken}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(ensure_topics(settings))
     except TopicSetupError as exc:
@@ -94,6 +99,31 @@ def run_worker() -> int:
         raise
     mark_clean_shutdown(tables_dir)
     return health.EXIT_STALLED if health.exit_requested() else 0
+
+
+def web_port_problem(bind: str, port: int) -> str | None:
+    """Why the web server (/metrics, /healthz, /readyz) could not listen on
+    bind:port, or None. Bound and let go at once, with SO_REUSEADDR as
+    aiohttp binds, so a port another process listens on is found before the
+    worker creates its topics, not after (Faust's OSError traceback)."""
+    where = f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            bind or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        return f"STREAM_APP_WEB_BIND={bind!r} is not an address to listen on ({exc})"
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        return (
+            f"cannot listen on {where} for /metrics and the health endpoints "
+            f"({exc.strerror or exc}); set STREAM_APP_WEB_PORT to a free port "
+            "(or STREAM_APP_WEB_BIND)"
+        )
+    return None
 
 
 CLEAN_SHUTDOWN_MARKER = "clean-shutdown"
