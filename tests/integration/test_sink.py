@@ -157,11 +157,19 @@ def test_fold_stale_duplicates_invalid_and_queue(
             finality = conn.execute("SELECT finality FROM denial_queue WHERE alert_id = %s", (a,))
             assert finality.fetchone() == ("final",)
         sink.wait_metrics()
-        metrics = _wait_metric(sink, 'stream_app_sink_messages_total{outcome="invalid"} 3.0')
-        assert 'stream_app_sink_messages_total{outcome="applied"} 3.0' in metrics
-        assert 'stream_app_sink_messages_total{outcome="stale"} 3.0' in metrics
-        assert 'stream_app_sink_lag_messages{partition="0"} 0.0' in metrics
-        assert 'stream_app_sink_open_alerts{severity="deny",taken="false"} 1.0' in metrics
+        expected = [
+            'stream_app_sink_messages_total{outcome="invalid"} 3.0',
+            'stream_app_sink_messages_total{outcome="applied"} 3.0',
+            'stream_app_sink_messages_total{outcome="stale"} 3.0',
+            # the gauges are refreshed every STREAM_APP_SINK_REFRESH_SECONDS (1 here)
+            'stream_app_sink_lag_messages{partition="0"} 0.0',
+            'stream_app_sink_lag_messages{partition="1"} 0.0',
+            'stream_app_sink_open_alerts{severity="deny",taken="false"} 1.0',
+            'stream_app_sink_open_alerts{severity="review",taken="false"} 1.0',
+            "stream_app_sink_database_up 1.0",
+        ]
+        metrics = _wait_metric(sink, expected)
+        assert all(line in metrics for line in expected), metrics
         assert "M1" not in metrics and "C1" not in metrics  # no patient or claim in labels
         log = sink.log()
         assert "not a valid alert" in log and "offset" in log and "M9" not in log
@@ -175,6 +183,8 @@ def test_fold_stale_duplicates_invalid_and_queue(
         lines = taken.stdout.splitlines()
         assert len(lines) == 1 and orjson.loads(lines[0])["alert_id"] == a
         assert orjson.loads(lines[0])["sequence"] == 2
+        taken_gauge = 'stream_app_sink_open_alerts{severity="deny",taken="true"} 1.0'
+        assert taken_gauge in _wait_metric(sink, [taken_gauge])
         topic.produce(encoded([alert(a, 3, "resolved")]))
         wait_caught_up(url, topic, sink)
         assert _row(url, a)[:3] == ("resolved", "ana", None)
@@ -205,11 +215,11 @@ def _row(url: str, alert_id: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def _wait_metric(sink: Any, line: str, timeout: float = 15) -> str:
+def _wait_metric(sink: Any, lines: list[str], timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while True:
         text: str = sink.metrics()
-        if line in text or time.monotonic() > deadline:
+        if all(line in text for line in lines) or time.monotonic() > deadline:
             return text
         time.sleep(0.3)
 
