@@ -314,3 +314,55 @@ def test_the_worker_names_a_web_bind_that_is_no_address() -> None:
     assert "STREAM_APP_WEB_BIND='no-such-host.invalid' is not an address" in one_line(
         done, "worker"
     )
+
+
+def test_the_worker_writes_no_terminal_codes_when_not_on_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Faust's progress spinner wrote `\\b\\x1b[?25h OK ^` into a log file when
+    the worker was ready; off a terminal it is off, and Faust logs "Ready"."""
+    import logging
+
+    from stream_app.core.profiles import ProfileBook
+    from stream_app.core.rules import load_registry
+    from stream_app.stream.settings import WorkerSettings
+    from stream_app.stream.worker.app import build_app
+    from stream_app.stream.worker.process import make_worker
+
+    settings = WorkerSettings(store="memory://", data_dir=tmp_path)
+    profiles = ProfileBook.load_or_default(None, load_registry().ids)
+    worker = make_worker(build_app(settings, profiles, direct=True), settings)
+    assert worker.spinner is None  # stdout and stderr are captured, not terminals
+    with caplog.at_level(logging.INFO):
+        worker._on_startup_end_spinner()  # what Faust does once the worker is ready
+        worker.on_worker_shutdown()
+    out, err = capsys.readouterr()
+    assert "\x1b[" not in out + err and "\b" not in out + err
+    assert "Ready" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "variable, value, words",
+    [
+        ("STREAM_APP_WEB_PORT", "0", "greater than or equal to 1"),  # Faust's own refusal, late
+        ("STREAM_APP_INPUT_TOPIC", "claim lines", "not a Kafka topic name"),
+        ("STREAM_APP_ID", "..", "not a Kafka topic name"),
+        ("STREAM_APP_SSL_CAFILE", "/nonexistent/ca.pem", "cannot load the CA file"),
+        ("STREAM_APP_DATA_DIR", "/dev/null/data", "cannot create it"),
+    ],
+)
+def test_the_worker_refuses_a_bad_setting_before_it_creates_topics(
+    variable: str, value: str, words: str
+) -> None:
+    """Each once passed the settings and failed with a traceback (or a refusal
+    from the broker) only after the topics were created. Here the broker is
+    dead: a worker that went on to its topics would exit 3."""
+    done = run(
+        "worker",
+        bootstrap=f"127.0.0.1:{closed_port()}",
+        STREAM_APP_SECURITY_PROTOCOL="SSL" if variable == "STREAM_APP_SSL_CAFILE" else "PLAINTEXT",
+        **{variable: value},
+    )
+    assert done.returncode == 2, done.stderr
+    line = one_line(done, "worker")
+    assert variable in line and words in line, line

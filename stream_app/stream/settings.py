@@ -16,6 +16,10 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PORT = re.compile(r"[0-9]{1,5}")
+# A Kafka topic name (and the worker's id, the prefix of its internal topics
+# and its consumer group): what the broker would refuse only once the worker
+# creates its topics. Room is left for the suffixes of internal topics.
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 class KafkaSettings(BaseSettings):
@@ -38,6 +42,30 @@ class KafkaSettings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: str | None = None
     ssl_cafile: Path | None = None
+
+    @field_validator("input_topic", "alerts_topic", "dlq_topic", "id")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not _TOPIC.fullmatch(value) or value in (".", ".."):
+            raise ValueError(
+                f"{value!r} is not a Kafka topic name: 1 to 200 of the characters "
+                "A-Z a-z 0-9 . _ -"
+            )
+        return value
+
+    @field_validator("ssl_cafile")
+    @classmethod
+    def _loadable_cafile(cls, value: Path | None) -> Path | None:
+        """Loaded now, not first when a client connects (a traceback then)."""
+        if value is not None:
+            import ssl
+
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except (OSError, ssl.SSLError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise ValueError(f"cannot load the CA file {str(value)!r}: {why}") from None
+        return value
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -66,7 +94,7 @@ class WorkerSettings(KafkaSettings):
 
     store: str = "rocksdb://"
     data_dir: Path = Path("./data")
-    web_port: int = Field(6066, ge=0, le=65535)
+    web_port: int = Field(6066, ge=1, le=65535)
     web_bind: str = "0.0.0.0"
     payer_profiles: Path | None = None
     course_idle_days: int = Field(45, ge=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import socket
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import faust
 import mode.loop
+from faust.exceptions import ImproperlyConfigured
 from pydantic import ValidationError
 
 from stream_app.core.profiles import ProfileBook, ProfileError
@@ -62,9 +64,12 @@ def run_worker() -> int:
     except ProfileError as exc:
         print(f"stream-app worker: {exc}", file=sys.stderr)
         return 2
-    taken = web_port_problem(settings.web_bind, settings.web_port)
-    if taken:  # before any topic is created
-        print(f"stream-app worker: {taken}", file=sys.stderr)
+    # Before any topic is created: the web port, the data directory.
+    problem = web_port_problem(settings.web_bind, settings.web_port) or data_dir_problem(
+        settings.data_dir
+    )
+    if problem:
+        print(f"stream-app worker: {problem}", file=sys.stderr)
         return 2
     try:
         asyncio.run(ensure_topics(settings))
@@ -84,11 +89,15 @@ def run_worker() -> int:
     from stream_app.stream import kafka_backoff
 
     kafka_backoff.install()  # no busy loop while the broker is down
-    app = build_app(settings, profiles, direct=direct)
+    try:
+        app = build_app(settings, profiles, direct=direct)
+    except ImproperlyConfigured as exc:  # a value Faust refuses that the settings let by
+        print(f"stream-app worker: bad settings: {exc}", file=sys.stderr)
+        return 2
     tables_dir = Path(app.conf.tabledir)
     if settings.processing_guarantee == "exactly_once" and settings.store.startswith("rocksdb"):
         drop_tables_after_crash(tables_dir)
-    worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False)
+    worker = make_worker(app, settings)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -99,6 +108,35 @@ def run_worker() -> int:
         raise
     mark_clean_shutdown(tables_dir)
     return health.EXIT_STALLED if health.exit_requested() else 0
+
+
+def make_worker(app: faust.App, settings: WorkerSettings) -> faust.Worker:
+    """Faust's worker, its terminal spinner off unless stdout and stderr are
+    both terminals: otherwise a log file gets its escape codes and backspaces
+    (`^H^[[?25h OK ^`) when the worker is ready; Faust then logs "Ready"."""
+    worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False)
+    if not (_isatty(sys.stdout) and _isatty(sys.stderr)):
+        worker.spinner = None
+    return worker
+
+
+def _isatty(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
+
+
+def data_dir_problem(data_dir: Path) -> str | None:
+    """Why the worker could not keep its tables in `data_dir`, or None."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"STREAM_APP_DATA_DIR={str(data_dir)!r}: cannot create it ({exc.strerror or exc})"
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        return f"STREAM_APP_DATA_DIR={str(data_dir)!r}: not a directory the worker may write to"
+    return None
 
 
 def web_port_problem(bind: str, port: int) -> str | None:
