@@ -87,11 +87,13 @@ from benchmarks.e2e_claims import (  # noqa: E402
 )
 from benchmarks.e2e_observe import (  # noqa: E402
     LagProbe,
+    Spy,
     cpu_seconds,
     dir_mb,
     histogram_quantile,
     hotspots,
     machine_busy,
+    parts_table,
     proc_status,
     py_spy,
     scrape,
@@ -113,7 +115,7 @@ CACHE = ROOT / ".cache" / "bench"
 TARGET_RATIO = 0.5
 LINES_METRIC = "stream_app_lines_total"
 LAG_HISTOGRAM = "stream_app_intake_to_alert_seconds"
-POLL_SECONDS = 0.5
+POLL_SECONDS = 1.0  # each poll scrapes the worker's /metrics (CPU it spends)
 STALL_SECONDS = 180.0
 
 
@@ -392,11 +394,13 @@ async def watch_catch_up(
     expected: int,
     timeout: float,
     lines: int | None = None,
+    spy: Spy | None = None,
 ) -> Throughput:
     """From the worker's first consumed record until it has evaluated `expected`
     messages (carrying `lines` lines, as many by default) and its group's
     committed lag is zero. Fails if the worker exits or makes no progress for
-    STALL_SECONDS. The 10 s windows are in messages/s."""
+    STALL_SECONDS. The 10 s windows are in messages/s. `spy` records from
+    the first consumed record until every message is evaluated (steady state)."""
     settings = deployment.settings
     port = worker.web_port
     result = Throughput(expected, expected if lines is None else lines)
@@ -433,6 +437,8 @@ async def watch_catch_up(
             if received and not first:
                 first, cpu_at_first, last_t = now, cpu_seconds(pid), now
                 busy_at_first = machine_busy()
+                if spy is not None:
+                    spy.start(pid)
             if first and now - last_t >= 10:
                 result.windows.append((now - first, (done - last_n) / (now - last_t)))
                 log(
@@ -443,6 +449,8 @@ async def watch_catch_up(
             if done >= expected:
                 if not result.seconds_to_processed:
                     result.seconds_to_processed = now - first
+                    if spy is not None:
+                        await asyncio.to_thread(spy.stop)
                 if await probe.lag() == 0:
                     result.seconds_to_lag_zero = time.monotonic() - first
                     result.cpu_seconds = cpu_seconds(pid) - cpu_at_first
@@ -464,13 +472,18 @@ async def watch_catch_up(
 
 
 def run_throughput(
-    deployment: Deployment, messages: int, lines: int, prefix: list[str], timeout: float
+    deployment: Deployment,
+    messages: int,
+    lines: int,
+    prefix: list[str],
+    timeout: float,
+    spy: Spy | None = None,
 ) -> Throughput:
     worker = start_worker(deployment, prefix)
     try:
         pid = worker_pid(worker, bool(prefix))
         started = time.monotonic()
-        result = asyncio.run(watch_catch_up(deployment, worker, pid, messages, timeout, lines))
+        result = asyncio.run(watch_catch_up(deployment, worker, pid, messages, timeout, lines, spy))
         result.ready_seconds = time.monotonic() - started - result.seconds_to_lag_zero
         memory = proc_status(pid)
         result.rss_kib, result.hwm_kib = memory.get("VmRSS", 0), memory.get("VmHWM", 0)
@@ -914,23 +927,20 @@ def stream_phases(run: Run) -> None:
 def worker_phase(run: Run, streams: Streams, spec: WorkerRun) -> None:
     deployment, count = run.input_of(streams, spec.claims, spec.key_by)
     log(f"{spec.label}: one stream-app worker over {count:,} messages")
-    prefix: list[str] = []
-    raw_profile = run.run_dir / f"py-spy-{spec.phase}.txt"
-    if run.profiler:
-        prefix = [
-            run.profiler,
-            "record",
-            "--format",
-            "raw",
-            "--rate",
-            "100",
-            "--output",
-            str(raw_profile),
-            "--",
-        ]
-    result = run_throughput(deployment, count, streams.lines, prefix, run.args.timeout)
+    tag = run.args.profile_tag
+    where = ROOT / "benchmarks" / "profiles" if tag else run.run_dir
+    name = f"worker-{spec.phase}-{tag}" if tag else f"py-spy-{spec.phase}"
+    raw_profile = where / f"{name}.txt"
+    spy = Spy(run.profiler, raw_profile, where / f"{name}.svg") if run.profiler else None
+    result = run_throughput(deployment, count, streams.lines, [], run.args.timeout, spy)
     throughput_rows(run.report, spec.label, result)
     if run.profiler and raw_profile.exists():
+        ms_per_message = 1e3 * result.cpu_seconds / result.messages
+        run.report.notes.append(
+            f"{spec.label}: where a message's CPU time goes (py-spy attached from the first "
+            f"record until all were evaluated; {ms_per_message:.2f} CPU ms per message, "
+            f"flame graph {spy.svg if spy else '-'}):\n" + parts_table(raw_profile, ms_per_message)
+        )
         run.report.notes.append(f"{spec.label}: " + hotspots(raw_profile, 25))
     if spec.phase == "claims":
         run.targets.claims_rate = result.rate
@@ -1063,7 +1073,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="run each worker run under `py-spy record` and print hotspots",
+        help="attach `py-spy record --pid` to each throughput worker at steady state "
+        "(first record until all evaluated); print where the CPU goes and hotspots",
+    )
+    parser.add_argument(
+        "--profile-tag",
+        default=None,
+        help="with --profile: write the flame graphs and collapsed stacks to "
+        "benchmarks/profiles/worker-<phase>-<tag>.svg/.txt (default: the run directory)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
     parser.add_argument(

@@ -7,8 +7,11 @@ Nothing here is used by stream_app.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import urllib.request
 from collections import Counter
@@ -195,3 +198,145 @@ def hotspots(raw_path: Path, top: int) -> str:
     rows += ["", "  incl%  function"]
     rows += [f"  {100 * n / samples:5.1f}  {name}" for name, n in inclusive.most_common(top)]
     return "\n".join(rows)
+
+
+class Spy:
+    """py-spy attached to a running process (`record --pid`, non-blocking) from
+    start() until stop(): collapsed stacks for `parts`/`hotspots` and, when
+    `svg` is given, a flame graph of the same span (a second py-spy)."""
+
+    def __init__(self, exe: str, raw: Path, svg: Path | None = None, rate: int = 100) -> None:
+        self.exe, self.raw, self.svg, self.rate = exe, raw, svg, rate
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, pid: int) -> None:
+        outputs = [("raw", self.raw)] + ([("flamegraph", self.svg)] if self.svg else [])
+        for fmt, path in outputs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        self.exe,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--nonblocking",
+                        "--rate",
+                        str(self.rate),
+                        "--format",
+                        fmt,
+                        "--output",
+                        str(path),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+    def stop(self) -> None:
+        for process in self.processes:
+            with contextlib.suppress(OSError):
+                process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        for process in self.processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(60)
+        self.processes.clear()
+
+
+# Where a sample's CPU time goes: the innermost frame matching one of these
+# (a substring of py-spy's "function (path:line)") names its part; a sample
+# matching none is the Faust/aiokafka/asyncio machinery (or the interpreter).
+PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "parse (events, schema)",
+        (
+            "stream_app/core/events.py",
+            "stream_app/core/schema.py",
+            "stream_app/core/event_types.py",
+        ),
+    ),
+    (
+        "engine: rules (day views, checks)",
+        ("stream_app/core/rules/", "Work._violations", "Work._day_view", "Work.course_view"),
+    ),
+    ("engine: alert diff (memos, holds)", ("stream_app/core/memos.py", "stream_app/core/holds.py")),
+    (
+        "engine: lines applied (upsert, void, course facts)",
+        (
+            "Work.upsert (",
+            "Work.withdraw (",
+            "Work.add (",
+            "Work.remove (",
+            "Work._count (",
+            "Work.move_memos (",
+        ),
+    ),
+    (
+        "engine: what to evaluate, write-back (finish)",
+        ("Work.finish (", "Work._evaluate_day (", "Work._write_back ("),
+    ),
+    ("engine: sweep, prune, load, other", ("stream_app/core/",)),
+    ("state: codec (encode/decode)", ("stream_app/stream/codec.py",)),
+    (
+        "state: table (FaustStore, Faust table, RocksDB)",
+        ("stream_app/stream/faust_store.py", "faust/tables/", "faust/stores/", "rocksdict"),
+    ),
+    (
+        "output (alerts encoded and sent)",
+        ("stream_app/core/alerts.py", "stream_app/stream/worker/output.py", "Replay.emit"),
+    ),
+    (
+        "metrics (ours and Faust's sensors)",
+        ("prometheus_client", "stream_app/stream/metrics.py", "faust/sensors/"),
+    ),
+    ("routing", ("stream_app/stream/worker/routing.py",)),
+    (
+        "evaluation glue, event time",
+        (
+            "stream_app/stream/worker/evaluation.py",
+            "stream_app/stream/worker/batching.py",
+            "stream_app/core/event_time.py",
+        ),
+    ),
+    ("start-up (imports)", ("<frozen importlib",)),
+)
+REST = "Faust floor (consumer, drain loop, aiokafka, asyncio, other)"
+
+
+def _part_of(frames: list[str]) -> str:
+    best = REST
+    for frame in frames:  # outermost first: the innermost match wins
+        for part, markers in PARTS:
+            if any(marker in frame for marker in markers):
+                best = part  # the first part listed, for a frame matching several
+                break
+    return best
+
+
+def parts(raw_path: Path) -> list[tuple[str, float]]:
+    """Share of the samples (CPU, idle threads left out) by part, largest first."""
+    counts: Counter[str] = Counter()
+    text = (
+        gzip.decompress(raw_path.read_bytes()).decode()
+        if raw_path.suffix == ".gz"
+        else raw_path.read_text()
+    )
+    for line in text.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if stack:
+            counts[_part_of(stack.split(";"))] += int(count_text)
+    samples = sum(counts.values()) or 1
+    return [(part, n / samples) for part, n in counts.most_common()]
+
+
+def parts_table(raw_path: Path, ms_per_message: float | None = None) -> str:
+    """`parts` as a markdown table, with ms per message when the CPU time is known."""
+    rows = ["| part | share | CPU ms per message |", "|---|---|---|"]
+    for part, share in parts(raw_path):
+        cost = f"{share * ms_per_message:.3f}" if ms_per_message else "-"
+        rows.append(f"| {part} | {100 * share:.1f} % | {cost} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # parts of a collapsed py-spy profile: RAW [CPU_MS_PER_MESSAGE]
+    print(parts_table(Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else None))
