@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: setup demo test lint bench-engine bench-e2e clean
+.PHONY: setup demo test lint check-dashboards bench-engine bench-e2e clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,17 @@ lint: setup
 test: setup lint
 	bash deploy/local/kafka.sh fetch
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The alerting rules (promtool's check and their unit tests) and the Grafana
+# dashboard: its JSON against dashboards/build.py, and every query of it and of
+# the rules against a real Prometheus scraping a worker on loopback (its own
+# broker on free ports). Needs Debian's prometheus package: missing, it fails.
+check-dashboards: setup
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.yml
+	bash deploy/local/kafka.sh fetch
+	CI=true $(BIN)/pytest -q -p no:cacheprovider tests/deploy/test_prometheus_rules.py \
+		tests/deploy/test_dashboard.py tests/integration/test_prometheus.py
 
 bench-engine: setup
 	$(BIN)/python benchmarks/engine.py

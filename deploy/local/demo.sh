@@ -24,10 +24,26 @@ export STREAM_APP_SINK_PORT="${STREAM_APP_SINK_PORT:-6067}"
 export STREAM_APP_SINK_REFRESH_SECONDS="${STREAM_APP_SINK_REFRESH_SECONDS:-1}"
 SINK_LOG="$ROOT/.cache/demo-sink.log"
 sink_pid=""
+watcher_pid=""
+STOPPING="$ROOT/.cache/demo-stopping"   # the demo stops the worker: no report
+rm -f "$STOPPING"
+
+# When the worker exits by itself (a bad setting, its port taken, Kafka gone),
+# say so with the last lines of its log, whatever the demo is doing.
+worker_gone() {
+  echo "demo: ${1:-the worker exited}; the last lines of $WORKER_LOG:" >&2
+  tail -20 "$WORKER_LOG" | sed 's/^/  /' >&2
+}
+watch_worker() {
+  while kill -0 "$worker_pid" 2>/dev/null; do sleep 1; done
+  [[ -e "$STOPPING" ]] || worker_gone
+}
 
 cleanup() {
   trap - INT TERM EXIT
   echo "demo: stopping" >&2
+  mkdir -p "$ROOT/.cache" && touch "$STOPPING"
+  [[ -n "$watcher_pid" ]] && kill "$watcher_pid" 2>/dev/null || true
   if [[ -n "$worker_pid" ]] && kill -0 "$worker_pid" 2>/dev/null; then
     kill -TERM "$worker_pid" 2>/dev/null || true
     for _ in $(seq 1 30); do kill -0 "$worker_pid" 2>/dev/null || break; sleep 0.5; done
@@ -40,6 +56,7 @@ cleanup() {
   fi
   bash deploy/local/postgres.sh stop --wipe >/dev/null 2>&1 || true
   bash deploy/local/kafka.sh stop --wipe >/dev/null 2>&1 || true
+  rm -f "$STOPPING"
 }
 trap cleanup INT TERM EXIT
 
@@ -67,11 +84,15 @@ echo "demo: starting worker (log: $WORKER_LOG, metrics: http://127.0.0.1:$STREAM
 # code 4 (a stall it could not heal by itself; README, Operations).
 bash deploy/local/supervise.sh "$BIN/stream-app" worker >"$WORKER_LOG" 2>&1 &
 worker_pid=$!
+ready=""
 for _ in $(seq 1 120); do
-  grep -q "Worker ready" "$WORKER_LOG" 2>/dev/null && break
-  kill -0 "$worker_pid" 2>/dev/null || { echo "demo: worker exited; see $WORKER_LOG" >&2; tail -20 "$WORKER_LOG" >&2; exit 1; }
+  grep -q "Worker ready" "$WORKER_LOG" 2>/dev/null && { ready=1; break; }
+  kill -0 "$worker_pid" 2>/dev/null || { worker_gone; exit 1; }
   sleep 0.5
 done
+[[ -n "$ready" ]] || { worker_gone "the worker was not ready within 60 s"; exit 1; }
+watch_worker &
+watcher_pid=$!
 
 echo "demo: starting the denial-queue sink (log: $SINK_LOG, metrics: http://127.0.0.1:$STREAM_APP_SINK_PORT/metrics)" >&2
 "$BIN/stream-app" sink postgres >"$SINK_LOG" 2>&1 &
