@@ -221,7 +221,11 @@ class Routing:
                 log.warning("event-time report not sent (%s); retrying", type(exc).__name__)
 
     async def mark_idle_sources(self) -> None:
-        """A source read to its end does not hold event time back."""
+        """A source read to its end does not hold event time back. One with
+        nothing read since it was assigned is read to its end when the
+        group's committed offset is (a restart with no new input there):
+        otherwise it would hold every partition's event time back, and no
+        course would close nor hold end, until a message arrives on it."""
         consumer = self.app.consumer
         tps = [tp for tp in consumer.assignment() if tp.topic == self.settings.input_topic]
         if not tps:
@@ -231,7 +235,13 @@ class Routing:
         except Exception as exc:
             log.warning("could not read input end offsets: %s", type(exc).__name__)
             return
+        committed = getattr(consumer, "_committed_offset", {})  # the next offset to read
         for tp in tps:
             done = self.forwarded_offsets.get(tp.partition)
             end = ends.get(tp) or 0
-            self.clocks.set_idle(tp.partition, end == 0 or (done is not None and done + 1 >= end))
+            if done is not None:
+                idle = done + 1 >= end
+            else:
+                start = committed.get(tp)
+                idle = end == 0 or (start is not None and start >= end)
+            self.clocks.set_idle(tp.partition, idle)
