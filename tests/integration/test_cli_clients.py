@@ -52,7 +52,7 @@ def test_alerts_counts_read_like_replay(deployment: Deployment, tmp_path: Path) 
     assert "Traceback" not in followed.stderr
     assert followed.stderr.count("stream-app alerts: skipped a message that is not an alert") == 2
     assert len(followed.stdout.splitlines()) == golden
-    counts = "49 alert messages (open=43 resolved=6), 34 distinct alerts, 29 open"
+    counts = "42 alert messages (open=39 resolved=3), 32 distinct alerts, 29 open"
     assert f"stream-app alerts: {counts}\n" in followed.stderr
 
     replayed = run("replay", str(SAMPLE), env={})
