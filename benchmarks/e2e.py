@@ -19,10 +19,14 @@ Phases (--only, comma-separated; all by default):
                   patient; messages/s from its first record to its last flush.
   floor           benchmarks/faust_floor.py, its own group: `pass` (the
                   baseline's work through a Faust agent) and `rekey-table` on
-                  the line messages, and `pass` on the claim messages when
-                  `claims` runs too; messages/s.
+                  the line messages (--floor-modes), and `pass` on the claim
+                  messages when `claims` runs too; messages/s.
+  quix            the Quix Streams peer (benchmarks/e2e_quix.py, its own
+                  virtualenv .cache/quix-venv): one RocksDB state write per
+                  line message keyed by patient; messages/s.
   replay          stream_app.replay.Replay on a MemoryStore, in this process,
-                  over the claim and the line messages: the engine alone, lines/s.
+                  over the claim and the line messages: the engine alone, lines/s;
+                  and an orjson loads+dumps loop over the line messages.
   claims          (a) a worker on claim messages keyed by patient,
   lines           (b) on line messages keyed by patient (alias: throughput),
   lines-by-claim  (c) on line messages keyed by claim (the re-key path):
@@ -83,6 +87,7 @@ from benchmarks.e2e_claims import (  # noqa: E402
     changelog_messages,
     default_patients,
     latency_messages,
+    orjson_rate,
     replay_rate,
 )
 from benchmarks.e2e_observe import (  # noqa: E402
@@ -322,6 +327,42 @@ def run_baseline(deployment: Deployment, lines: int) -> tuple[Baseline, float]:
 
 
 FLOOR_MODES = ("pass", "rekey-table")
+
+
+QUIX_PYTHON = ROOT / ".cache" / "quix-venv" / "bin" / "python"
+
+
+def run_quix(deployment: Deployment, lines: int) -> tuple[Baseline, float] | None:
+    """benchmarks/e2e_quix.py over the input topic, in its own group and
+    virtualenv (None without one: see e2e_quix.py)."""
+    if not QUIX_PYTHON.exists():
+        return None
+    group = f"{deployment.name}-quix"
+    out = deployment.data_root / f"{group}.json"
+    log_path = deployment.data_root / f"{group}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        subprocess.run(
+            [
+                str(QUIX_PYTHON),
+                str(ROOT / "benchmarks" / "e2e_quix.py"),
+                deployment.broker.bootstrap,
+                deployment.settings.input_topic,
+                group,
+                str(lines),
+                str(deployment.data_root / group),
+                str(out),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            timeout=3600,
+            check=False,
+        )
+    if not out.exists():
+        raise RuntimeError(f"the Quix Streams peer wrote no result; see {log_path}")
+    result = json.loads(out.read_text())
+    return Baseline(result["lines"], result["seconds"]), float(result["cpu"])
 
 
 def run_floor(deployment: Deployment, lines: int, mode: str) -> tuple[Baseline, float]:
@@ -813,9 +854,19 @@ def replay_rows(report: Report, label: str, replayed: Replayed) -> None:
 
 # -- phases ---------------------------------------------------------------------------------
 
-PHASES = ("baseline", "floor", "replay", "claims", "lines", "lines-by-claim", "latency", "rss")
+PHASES = (
+    "baseline",
+    "floor",
+    "quix",
+    "replay",
+    "claims",
+    "lines",
+    "lines-by-claim",
+    "latency",
+    "rss",
+)
 ALIASES = {"throughput": "lines"}  # the phase's earlier name
-STREAM_PHASES = frozenset(PHASES[:6])
+STREAM_PHASES = frozenset(PHASES[:7])
 
 
 @dataclass(frozen=True)
@@ -895,7 +946,7 @@ def stream_phases(run: Run) -> None:
             f"{baseline.seconds:.1f}s, {cpu:.0f} CPU s)",
         )
     if "floor" in phases:
-        floors = [(False, mode) for mode in FLOOR_MODES]
+        floors = [(False, mode) for mode in args.floor_modes.split(",") if mode]
         if "claims" in phases:
             floors.append((True, "pass"))
         for claims, mode in floors:
@@ -912,7 +963,26 @@ def stream_phases(run: Run) -> None:
                 targets.floor_claims_rate = floor.rate
             elif mode == "pass":
                 targets.floor_lines_rate = floor.rate
+    if "quix" in phases:
+        deployment, count = run.input_of(streams, False, "patient_id")
+        log("quix: Quix Streams, one state write per line message (benchmarks/e2e_quix.py)")
+        quix = run_quix(deployment, count)
+        if quix is None:
+            report.add("quix: Quix Streams peer, line msgs", f"not run: no {QUIX_PYTHON}")
+        else:
+            peer, cpu = quix
+            report.add(
+                "quix: Quix Streams peer, line msgs",
+                f"{peer.rate:,.0f} msgs/s ({peer.lines:,} in {peer.seconds:.1f}s, {cpu:.0f} CPU s; "
+                "one RocksDB state write per message, keyed by patient)",
+            )
+            targets.quix_rate = peer.rate
     if "replay" in phases:
+        targets.orjson_rate = orjson_rate(streams.lines_path)
+        report.add(
+            "orjson loop: loads+dumps of the line msgs",
+            f"{targets.orjson_rate:,.0f} lines/s (in-process)",
+        )
         for claims, path in ((True, streams.claims_path), (False, streams.lines_path)):
             log(f"replay: {path.name} (in-process)")
             replayed = replay_rate(path, streams.lines)
@@ -1054,6 +1124,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--open-courses", type=int, default=100_000, help="rss (100,000)")
     parser.add_argument(
+        "--floor-modes",
+        default=",".join(FLOOR_MODES),
+        help=f"floor: the modes run on the line messages ({','.join(FLOOR_MODES)}); "
+        "`pass` on the claim messages runs whenever claims does",
+    )
+    parser.add_argument(
         "--only",
         default="baseline,floor,replay,claims,lines,lines-by-claim,latency,rss",
         help=f"comma-separated phases to run: {', '.join(PHASES)} (all)",
@@ -1150,7 +1226,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = run.targets.rows()
     if targets:
         width = max(len(what) for what, _ in targets)
-        print("\ntargets (issue 9):")
+        print("\ntargets (issues 9 and 22):")
         for what, verdict in targets:
             print(f"  {what:<{width}}  {verdict}")
         for note in run.targets.notes:

@@ -160,6 +160,17 @@ class Replayed:
         return self.lines / self.seconds if self.seconds else 0.0
 
 
+def orjson_rate(path: Path) -> float:
+    """Lines/s of an orjson parse-and-dump loop over a stream file's lines
+    (benchmarks/engine.py's baseline): the cost of touching the JSON at all."""
+    with path.open("rb") as stream:
+        raw = stream.readlines()
+    started = time.perf_counter()
+    for line in raw:
+        orjson.dumps(orjson.loads(line))
+    return len(raw) / (time.perf_counter() - started)
+
+
 def replay_rate(path: Path, lines: int) -> Replayed:
     """stream_app.replay.Replay on a MemoryStore over a stream file, in this
     process: the engine alone (parse, apply, encode alerts to /dev/null), no
@@ -216,6 +227,8 @@ class Targets:
     replay_claims_rate: float | None = None  # lines/s
     floor_claims_rate: float | None = None  # Faust pass floor, claim messages/s
     floor_lines_rate: float | None = None  # Faust pass floor, line messages/s
+    orjson_rate: float | None = None  # orjson parse-and-dump loop over the line messages
+    quix_rate: float | None = None  # the Quix Streams peer, line messages/s
     lines_per_message: float = 0.0  # of the claim stream
     latency_p99: float | None = None  # alert consumer, seconds
     latency_sustained: bool = False
@@ -227,6 +240,23 @@ class Targets:
     def rows(self) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
         found += self._claims()
+        if self.replay_claims_rate and self.orjson_rate:
+            found.append(
+                _verdict(
+                    "replay, claims >= 0.12 x orjson loop (issue 22)",
+                    self.replay_claims_rate,
+                    0.12 * self.orjson_rate,
+                    f"0.12 x {self.orjson_rate:,.0f} lines/s, orjson loads+dumps of the same lines",
+                )
+            )
+        if self.quix_rate and self.claims_rate:
+            found.append(
+                (
+                    "(a) against the Quix Streams peer (report only)",
+                    f"{self.claims_rate:,.0f} lines/s vs {self.quix_rate:,.0f} line msgs/s "
+                    f"({self.claims_rate / self.quix_rate:.2f}x)",
+                )
+            )
         if self.lines_rate is not None and self.floor_lines_rate:
             found.append(
                 _verdict(

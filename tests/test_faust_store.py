@@ -385,3 +385,49 @@ def test_a_batch_cut_short_is_not_acknowledged() -> None:
     for e in whole + cut:  # what take_events' finally does
         e.message.ack(consumer)
     assert consumer.acked == [1, 2]
+
+
+class ReadCountingTable(CountingTable):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        self.reads += 1
+        return super().get(key, default)
+
+
+def test_patients_stay_decoded_between_batches_until_forgotten() -> None:
+    """Issue 22: a patient of an earlier batch is not read and decoded again;
+    after `forget` (partitions assigned) or a batch cut short it is."""
+    state = ReadCountingTable()
+    store = FaustStore(state)
+    store.hold_writes()
+    engine = Engine(store)
+    engine.apply(parse(cl("C", 1, "77412")))
+    flush(store)
+    reads = state.reads
+    engine.apply(parse(cl("C", 2, "77014")))
+    flush(store)
+    assert state.reads == reads
+    store.forget()
+    assert store.get_location(("P1", "C", 2)) == LineLocation("C1", "prostate", "2024-03-04")
+    assert state.reads == reads + 1
+    flush(store)
+    engine.apply(parse(cl("C", 3, "77014")))
+    store.discard_held()
+    assert store.get_location(("P1", "C", 3)) is None
+    assert store.get_location(("P1", "C", 2)) is not None
+
+
+def test_kept_patients_are_bounded() -> None:
+    state = ReadCountingTable()
+    store = FaustStore(state, keep=2)
+    store.hold_writes()
+    engine = Engine(store)
+    for patient in ("P1", "P2", "P3"):
+        engine.apply(parse(cl(f"C-{patient}", 1, "77412", patient=patient)))
+        flush(store)
+    reads = state.reads
+    assert store.get_patient("P3") is not None and state.reads == reads
+    assert store.get_patient("P1") is not None and state.reads == reads + 1

@@ -76,7 +76,13 @@ class Line(msgspec.Struct, frozen=True, gc=False):
         return self.units
 
     def has_skin_or_keloid_dx(self) -> bool:
-        return any(dx.startswith(codes.SKIN_OR_KELOID_PREFIXES) for dx in self.diagnosis_codes)
+        return _skin_or_keloid(self.diagnosis_codes)
+
+
+@lru_cache(maxsize=4096)
+def _skin_or_keloid(diagnosis_codes: tuple[str, ...]) -> bool:
+    """Asked for every line applied; a course's lines share a few diagnosis lists."""
+    return any(dx.startswith(codes.SKIN_OR_KELOID_PREFIXES) for dx in diagnosis_codes)
 
 
 class CourseRef(NamedTuple):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from functools import partial
 from typing import Any
 
@@ -86,6 +87,9 @@ class Evaluation:
         # Held from the start of a batch until Faust has acknowledged its
         # events; commits wait for it (see commit_between_batches).
         self.batch_lock = asyncio.Lock()
+        # Events by outcome label since the last count_outcomes (the counter
+        # is incremented once per batch, not per event).
+        self.outcomes: Counter[str] = Counter()
 
     def install(self, both: Any) -> None:
         """`both`: the input and re-key topics, as one channel."""
@@ -114,6 +118,7 @@ class Evaluation:
                     keep_unacknowledged(events)
                     evaluation.store.discard_held()
                     evaluation.routing.discard_pending()
+                    evaluation.outcomes.clear()  # read again, counted then
                     raise
                 finally:
                     # take_events acknowledges the batch right after this
@@ -124,6 +129,7 @@ class Evaluation:
         """Our input and re-key partitions were (re)assigned: relearn their
         event time and idle index, and note how far they may have been
         processed."""
+        self.store.forget()  # another worker may have changed their patients
         self.adopt_pending.update(tp.partition for tp in ours)
         try:
             highwaters = await self.app.consumer.highwaters(*ours)
@@ -142,6 +148,7 @@ class Evaluation:
                 await self.take(event)
         await self.routing.send_pending()
         written = self.store.flush(partial(as_current_of, last_of_partition))
+        self.count_outcomes()
         metrics.BATCHES.inc()
         metrics.BATCH_TABLE_WRITES.inc(written)
         metrics.count_holds(self.engine.context.holds)
@@ -152,6 +159,12 @@ class Evaluation:
         metrics.count_holds(self.engine.context.holds)
         await self.routing.send_pending()
         self.store.flush(lambda _: as_current(event))
+        self.count_outcomes()
+
+    def count_outcomes(self) -> None:
+        for label, count in self.outcomes.items():
+            metrics.LINES_BY_OUTCOME[label].inc(count)
+        self.outcomes.clear()
 
     async def take(self, event: Any) -> None:
         message = event.message
@@ -253,7 +266,7 @@ class Evaluation:
                 len(transitions),
             )
         metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
-        metrics.LINES_BY_OUTCOME[outcome_label(result.outcome)].inc()
+        self.outcomes[outcome_label(result.outcome)] += 1
         await self.output.send_alerts(message.tp, transitions, parsed)
 
     def hear(self, partition: int, heard: tuple[int, Report] | None) -> LowWatermark:
