@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="hold a violation a later claim could cure up to N days of event time past "
-        "its date of service, for every payer (default: each payer profile's, 60; 0: no hold)",
+        "its date of service, for every payer (default: each payer profile's, 61; 0: no hold)",
     )
     replay.add_argument(
         "--fixed-time",

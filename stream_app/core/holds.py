@@ -7,10 +7,18 @@ violations held (kept in the day's memos with sequence 0, never published)
 while that condition holds, and at most until event time reaches the line's
 date of service plus the payer profile's `hold_days`:
 
-- "always": the violation itself is what a later claim may cure;
+- "always": the violation itself is what a later claim may cure (a day's
+  fraction, or the fractions that allow more port images);
 - "no-delivery": the line's day has no delivery yet (the course's modalities
-  stand in for the day's);
-- "course-open": more fractions may come.
+  stand in for the day's).
+
+Closing a course ends no hold. SPEC 4.1 ends a port-image-frequency hold when
+the course closes, but a course closes on its `course_end` (or idle days),
+which payers receive before the professional claim of the last week and the
+hospital's claims of the last month(s): measured (benchmarks/README.md,
+"Holds"), ending the hold there published alerts that those claims then
+resolved or moved, 23 of 597 distinct alerts. So port-image-frequency is
+held by time only, like the others.
 
 Once an alert has been published it is never held again. A held violation
 that disappears (cured) leaves nothing behind; one whose hold ends opens with
@@ -63,13 +71,11 @@ class DayHolds:
         days = profile.hold_days if self.hold_days is None else self.hold_days
         return date_ordinal(line.date_of_service) + days if days > 0 else 0
 
-    def holding(self, held_while: HeldWhile, until: int, course_closed: bool) -> bool:
+    def holding(self, held_while: HeldWhile, until: int) -> bool:
         if self.release or not until or self.now >= until:
             return False
         if held_while == "no-delivery":
             return not self.has_delivery()
-        if held_while == "course-open":
-            return not course_closed
         return True
 
     def has_delivery(self) -> bool:

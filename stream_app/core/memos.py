@@ -67,7 +67,7 @@ def diff(
         memo = memos.get(rule_id)
         if spec.held_while is not None and (memo is None or memo.is_held):
             until = holds.until(line, profile)
-            if holds.holding(spec.held_while, until, course_closed):
+            if holds.holding(spec.held_while, until):
                 held = Memo(0, False, finality, violation.excess_units, violation.evidence, until)
                 if memo != held:
                     updated[rule_id] = held

@@ -289,14 +289,13 @@ class Work:
 
     def _finalize(self, ref: CourseRef, course: CourseState) -> None:
         """Closing changes the finality of open provisional alerts (and the
-        port-image allowance, see _recheck_ports) and ends the holds of
-        "course-open" rules: re-run the provisional rules on the days that
-        hold one of the course's, open or held."""
+        port-image allowance, see _recheck_ports): re-run the provisional
+        rules on the days that hold one of the course's."""
         provisional = self.context.registry.provisional_rules
         for day_date in course.dates:
             day = self.day(ref.site, day_date)
             if any(
-                (memo.is_open or memo.is_held) and rule_id in provisional
+                memo.is_open and rule_id in provisional
                 for key, memos in day.memos.items()
                 if _course_of(day, key) == ref.course_id
                 for rule_id, memo in memos.items()

@@ -99,7 +99,7 @@ class WorkerSettings(KafkaSettings):
     payer_profiles: Path | None = None
     course_idle_days: int = Field(45, ge=1)
     retain_days: int = Field(120, ge=1)
-    # SPEC 4.1: overrides every payer profile's hold_days (default 60); 0: no holds.
+    # SPEC 4.1: overrides every payer profile's hold_days (default 61); 0: no holds.
     hold_days: int | None = Field(None, ge=0, le=3650)
     # Drop closed courses from the tables once no rule can need them (see
     # README, "Finality and event time"); off keeps every course ever seen.

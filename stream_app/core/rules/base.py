@@ -12,7 +12,7 @@ from stream_app.core.profiles import Profile
 
 Severity = Literal["deny", "review"]
 # SPEC 4.1: while a violation of the rule is held (kept in state, unpublished).
-HeldWhile = Literal["always", "no-delivery", "course-open"]
+HeldWhile = Literal["always", "no-delivery"]
 FINAL: Literal["final"] = "final"
 PROVISIONAL_UNTIL_CLOSED: Literal["provisional"] = "provisional"
 
@@ -128,8 +128,7 @@ def rule(
     the registry can check them against the code data. An `on_deleted` rule
     runs on days with a line whose code is deleted on its date. A rule with
     `held_while` has its violations held while that condition holds (SPEC 4.1):
-    "always", "no-delivery" (the line's day has no delivery yet) or
-    "course-open".
+    "always" or "no-delivery" (the line's day has no delivery yet).
     """
 
     def declare(check: CheckFn) -> Rule:

@@ -75,7 +75,7 @@ def port_image_units_per_day(day: DayView) -> Iterator[Violation]:
     applies_to=[codes.PORT_IMAGE],
     port_units=True,
     uses=codes.DELIVERY_CODES,
-    held_while="course-open",
+    held_while="always",
 )
 def port_image_frequency(day: DayView) -> Iterator[Violation]:
     """77417 may be billed once for each five fractions of the course: 14
