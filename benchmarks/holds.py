@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 from stream_app.core.engine import Engine, EngineSettings, Transition  # noqa: E402
 from stream_app.core.events import ClaimEvent, ClaimLineEvent, Event  # noqa: E402
 from stream_app.core.model import Line, date_ordinal  # noqa: E402
-from stream_app.core.profiles import ProfileBook  # noqa: E402
+from stream_app.core.profiles import DEFAULT_HOLD_DAYS, ProfileBook  # noqa: E402
 from stream_app.core.rules import load_registry  # noqa: E402
 from stream_app.core.store import MemoryStore  # noqa: E402
 from stream_app.inputs import read_lines  # noqa: E402
@@ -152,7 +152,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        return "profiles (60)" if self.hold_days is None else str(self.hold_days)
+        return f"profiles ({DEFAULT_HOLD_DAYS})" if self.hold_days is None else str(self.hold_days)
 
 
 class Observed(Replay):
@@ -390,7 +390,7 @@ def report(runs: list[Run], summaries: dict[float, str]) -> bool:
         "\n### Held rules at hold_days 0: event-time days from a line's date of service "
         "to the resolution (without an edit) of its alert\n"
     )
-    print("| rate | rule | alerts | p50 | p99 | p99.9 | max | over 60 |")
+    print(f"| rate | rule | alerts | p50 | p99 | p99.9 | max | at least {DEFAULT_HOLD_DAYS} |")
     print("|---|---|---|---|---|---|---|---|")
     for run in runs:
         if run.hold_days != 0:
@@ -405,7 +405,7 @@ def report(runs: list[Run], summaries: dict[float, str]) -> bool:
             print(
                 f"| {run.rate:g} | {rule_id} | {len(ages):,} | {percentile(ages, 0.5)} "
                 f"| {percentile(ages, 0.99)} | {percentile(ages, 0.999)} | {max(ages)} "
-                f"| {sum(age > 60 for age in ages)} |"
+                f"| {sum(age >= DEFAULT_HOLD_DAYS for age in ages)} |"
             )
     for run in runs:
         if run.open_at_end != base.get(run.rate, run.open_at_end):
