@@ -89,7 +89,7 @@ _ENCODE: dict[int, Callable[[Any], bytes]] = {
 }
 _UNREAD = object()
 # Patients kept decoded between batches (most recently used first to stay).
-KEEP_PATIENTS = 2048
+KEEP_PATIENTS = 512
 
 
 class _Patient:
