@@ -2,6 +2,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
+# pytest processes for make test (pytest-xdist); 2 is the machine's cores
+TEST_PROCESSES ?= 2
 
 .PHONY: setup demo test lint check-dashboards bench-engine bench-e2e clean
 
@@ -23,7 +25,7 @@ lint: setup
 
 test: setup lint
 	bash deploy/local/kafka.sh fetch
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_PROCESSES) --dist loadfile
 
 # The alerting rules (promtool's check and their unit tests) and the Grafana
 # dashboard: its JSON against dashboards/build.py, and every query of it and of
