@@ -34,6 +34,11 @@ from stream_app.stream.worker.trace import trace, trace_offsets
 
 log = logging.getLogger("stream_app.stream.worker")
 
+# A batch gives the event loop a turn at least this often, so that the
+# producer sends the alerts of its first events while the rest are evaluated
+# (issue 22: a batch of hundreds of messages held them all until its end).
+YIELD_SECONDS = 0.02
+
 # Outcomes after which a redelivered event may have lost its alerts in a crash.
 _ALREADY_APPLIED = frozenset({"duplicate", "void_unknown", "course_end"})
 
@@ -140,12 +145,16 @@ class Evaluation:
 
     async def evaluate_batch(self, events: list[Any]) -> None:
         last_of_partition: dict[int, Any] = {}
+        yielded = time.perf_counter()
         for event in events:
             partition = event.message.partition
             last_of_partition[partition] = event
             self.store.partition = partition
             with as_current(event):
                 await self.take(event)
+            if time.perf_counter() - yielded >= YIELD_SECONDS:
+                await asyncio.sleep(0)  # commits wait for the batch (batch_lock)
+                yielded = time.perf_counter()
         await self.routing.send_pending()
         written = self.store.flush(partial(as_current_of, last_of_partition))
         self.count_outcomes()
