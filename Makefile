@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 # pytest processes for make test (pytest-xdist); 2 is the machine's cores
 TEST_PROCESSES ?= 2
 
-.PHONY: setup demo test lint check-dashboards bench-engine bench-e2e clean
+.PHONY: setup demo test lint check-dashboards bench-engine bench-e2e soak soak-short clean
 
 setup: $(VENV)/.installed
 
@@ -43,6 +43,19 @@ bench-engine: setup
 
 bench-e2e: setup
 	$(BIN)/python benchmarks/e2e.py
+
+# The chaos soak (benchmarks/soak.py, issue 23): three workers under
+# deploy/local/supervise.sh on a broker of their own, claims at a steady rate,
+# a fault every 20-60 s; exits non-zero when a check at the end fails.
+# SOAK_GUARANTEE=exactly_once for transactions; soak-short is CI's (fixed seed).
+SOAK_GUARANTEE ?= at_least_once
+SOAK_SEED ?= 23
+
+soak: setup
+	$(BIN)/python benchmarks/soak.py --minutes 60 --guarantee $(SOAK_GUARANTEE) $(SOAK_ARGS)
+
+soak-short: setup
+	$(BIN)/python benchmarks/soak.py --minutes 5 --seed $(SOAK_SEED) --guarantee $(SOAK_GUARANTEE) $(SOAK_ARGS)
 
 clean:
 	bash deploy/local/kafka.sh stop --wipe || true
