@@ -273,6 +273,9 @@ def test_ctrl_c_while_reading_stdin_exits_130_in_one_line(args, prefix):
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # as from a terminal: a parent that ignores SIGINT (pytest-xdist's
+        # workers do) would have the child ignore it too
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert process.stdin is not None

@@ -12,6 +12,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
+from datetime import date, timedelta
 from itertools import count
 from typing import Any
 
@@ -27,15 +28,17 @@ from integration.harness import (
     worker_log,
 )
 from stream_app.core.engine import Engine
+from stream_app.core.profiles import DEFAULT_HOLD_DAYS
 from stream_app.core.store import MemoryStore
 from stream_app.replay import Replay
 from stream_app.stream.worker.routing import patient_partition
 from stream_app.synth.stream import Synth, generate_lines
 
 RULE = "igrt-without-fraction"
-HELD_ON = "2026-03-02"  # hold_days 60 (the default): its hold ends on 2026-05-01
-DAY_BEFORE_END = "2026-04-30"
-HOLD_END = "2026-05-01"
+HELD_ON = "2026-03-02"
+# The default hold_days: its hold ends on the day HELD_ON + DEFAULT_HOLD_DAYS.
+HOLD_END = (date.fromisoformat(HELD_ON) + timedelta(days=DEFAULT_HOLD_DAYS)).isoformat()
+DAY_BEFORE_END = (date.fromisoformat(HOLD_END) - timedelta(days=1)).isoformat()
 PARTITIONS = 2
 # Seconds the input and re-key topics' lag must stay 0: the event-time
 # reports go out every 0.5 s (the harness's default, 6 s, is for big streams).
