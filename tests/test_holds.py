@@ -304,6 +304,13 @@ def _summary(messages: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     }
 
 
+PROPERTIES = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 CODES = ["77387", "77417", "G6002", "G6017", "77014", "77412", "77373", "77771"]
 
 
@@ -343,13 +350,7 @@ def claims(draw: st.DrawFn) -> list[bytes]:
     return out
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@PROPERTIES
 @given(claims(), st.randoms(use_true_random=False))
 def test_the_closed_fold_is_the_same_for_any_hold_days_in_any_order(
     docs: list[bytes], rng: Any
@@ -361,13 +362,7 @@ def test_the_closed_fold_is_the_same_for_any_hold_days_in_any_order(
         assert _summary(_replay_messages(shuffled, hold_days)) == baseline, hold_days
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@PROPERTIES
 @given(claims(), st.randoms(use_true_random=False))
 def test_nothing_is_published_for_a_violation_cured_within_its_hold(
     docs: list[bytes], rng: Any
