@@ -334,57 +334,17 @@ FLOOR_MODES = ("pass", "rekey-table")
 QUIX_PYTHON = ROOT / ".cache" / "quix-venv" / "bin" / "python"
 
 
-def run_quix(deployment: Deployment, lines: int) -> tuple[Baseline, float] | None:
-    """benchmarks/e2e_quix.py over the input topic, in its own group and
-    virtualenv (None without one: see e2e_quix.py)."""
-    if not QUIX_PYTHON.exists():
-        return None
-    group = f"{deployment.name}-quix"
-    out = deployment.data_root / f"{group}.json"
-    log_path = deployment.data_root / f"{group}.log"
+def run_measured(
+    command: list[str], deployment: Deployment, name: str, env: dict[str, str] | None = None
+) -> tuple[Baseline, float]:
+    """A benchmark child that writes {"lines", "seconds", "cpu"} to the JSON
+    path given as its last argument; its output goes to NAME.log."""
+    out = deployment.data_root / f"{name}.json"
+    log_path = deployment.data_root / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         subprocess.run(
-            [
-                str(QUIX_PYTHON),
-                str(ROOT / "benchmarks" / "e2e_quix.py"),
-                deployment.broker.bootstrap,
-                deployment.settings.input_topic,
-                group,
-                str(lines),
-                str(deployment.data_root / group),
-                str(out),
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            timeout=3600,
-            check=False,
-        )
-    if not out.exists():
-        raise RuntimeError(f"the Quix Streams peer wrote no result; see {log_path}")
-    result = json.loads(out.read_text())
-    return Baseline(result["lines"], result["seconds"]), float(result["cpu"])
-
-
-def run_floor(deployment: Deployment, lines: int, mode: str) -> tuple[Baseline, float]:
-    """benchmarks/faust_floor.py MODE over the input topic, in its own group."""
-    env = deployment.worker_env(0)
-    app_id = f"{deployment.name}-floor-{mode}"
-    env.update(STREAM_APP_ID=app_id, STREAM_APP_DATA_DIR=str(deployment.data_root / app_id))
-    create_topics(deployment, (f"{app_id}-floor-out", f"{app_id}-floor-by-patient"))
-    out = deployment.data_root / f"{app_id}.json"
-    log_path = deployment.data_root / f"{app_id}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "benchmarks" / "faust_floor.py"),
-                mode,
-                str(lines),
-                str(out),
-            ],
+            [*command, str(out)],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -393,9 +353,37 @@ def run_floor(deployment: Deployment, lines: int, mode: str) -> tuple[Baseline, 
             check=False,
         )
     if not out.exists():
-        raise RuntimeError(f"faust floor {mode} wrote no result; see {log_path}")
+        raise RuntimeError(f"{name} wrote no result; see {log_path}")
     result = json.loads(out.read_text())
     return Baseline(result["lines"], result["seconds"]), float(result["cpu"])
+
+
+def run_quix(deployment: Deployment, lines: int) -> tuple[Baseline, float] | None:
+    """benchmarks/e2e_quix.py over the input topic, in its own group and
+    virtualenv (None without one: see e2e_quix.py)."""
+    if not QUIX_PYTHON.exists():
+        return None
+    group = f"{deployment.name}-quix"
+    command = [
+        str(QUIX_PYTHON),
+        str(ROOT / "benchmarks" / "e2e_quix.py"),
+        deployment.broker.bootstrap,
+        deployment.settings.input_topic,
+        group,
+        str(lines),
+        str(deployment.data_root / group),
+    ]
+    return run_measured(command, deployment, group)
+
+
+def run_floor(deployment: Deployment, lines: int, mode: str) -> tuple[Baseline, float]:
+    """benchmarks/faust_floor.py MODE over the input topic, in its own group."""
+    env = deployment.worker_env(0)
+    app_id = f"{deployment.name}-floor-{mode}"
+    env.update(STREAM_APP_ID=app_id, STREAM_APP_DATA_DIR=str(deployment.data_root / app_id))
+    create_topics(deployment, (f"{app_id}-floor-out", f"{app_id}-floor-by-patient"))
+    command = [sys.executable, str(ROOT / "benchmarks" / "faust_floor.py"), mode, str(lines)]
+    return run_measured(command, deployment, app_id, env)
 
 
 # -- phase 2: worker throughput ---------------------------------------------------------
