@@ -44,6 +44,19 @@ claim messages/s with 128 KiB fetches and 8 partitions), and the worker at a
 steady 193 claim messages/s took records 1.2-1.7 s after they were written
 (p50), with its agent idle two thirds of the time.
 
+`_highwaters` below asks the broker for the changelogs' end offsets under
+exactly-once too. 0.15.3 returns, for a consumer in a transaction,
+aiokafka's `last_stable_offset(tp)`: the stable offset of the last *fetch*
+of that partition, None before the first. A worker that starts (or is given
+a changelog partition) has fetched nothing there, so recovery took the
+changelog's highwater for -1: with no local state it restored nothing and
+went on with empty tables (alerts opened again, holds lost); with local
+state it raised `ConsistencyError: The persisted offset ... is higher than
+the last offset in that topic (highwater) (577 > -1)` and the worker
+crash-looped (issue 23). aiokafka's `end_offsets` sends the consumer's
+isolation level, so under exactly-once (read_committed) it answers the last
+stable offset as the broker knows it: the end of the committed records.
+
 `install()` refuses any other Faust version, and any 0.15.3 whose methods are
 not the ones these were made from.
 """
@@ -85,6 +98,10 @@ _original_seek_to_committed = AIOKafkaConsumerThread.seek_to_committed
 # sha256 of inspect.getsource(AIOKafkaConsumerThread._create_worker_consumer) in 0.15.3.
 ORIGINAL_CREATE_CONSUMER_SHA256 = "c2701bfc3e6f6cad95c2be36d6a255a86e2c57d18d36cc1082b5fb5c482d99d7"
 _original_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
+
+# sha256 of inspect.getsource(AIOKafkaConsumerThread._highwaters) in 0.15.3.
+ORIGINAL_HIGHWATERS_SHA256 = "a7f4f97d9f32aca2777713e22671d70eae4b3ae51541bb09a90448ce83acefce"
+_original_highwaters = AIOKafkaConsumerThread._highwaters
 
 # How long the broker may hold a fetch request for data (0.15.3: 1,500 ms);
 # the same as the alerts clients' (kafkaio).
@@ -199,6 +216,13 @@ def _create_worker_consumer(self: Any, transport: Any) -> Any:
     return consumer
 
 
+async def _highwaters(self: Any, partitions: list[Any]) -> Any:
+    """The end offsets from the broker, at the consumer's isolation level
+    (read_committed under exactly-once: the last stable offsets), not the
+    last fetch's (module doc)."""
+    return await self._ensure_consumer().end_offsets(partitions)
+
+
 def _aiokafka_reads_fetch_wait() -> bool:
     import aiokafka
 
@@ -212,6 +236,7 @@ def _checked_sources() -> list[tuple[Any, str]]:
         (_original, ORIGINAL_SOURCE_SHA256),
         (_original_add_gap, ORIGINAL_ADD_GAP_SHA256),
         (_original_seek_to_committed, ORIGINAL_SEEK_SHA256),
+        (_original_highwaters, ORIGINAL_HIGHWATERS_SHA256),
         (faust_drain.original_drain_messages, faust_drain.ORIGINAL_DRAIN_SHA256),
     ]
 
@@ -270,6 +295,7 @@ def install() -> None:
     Consumer._drain_messages = faust_drain._drain_messages  # type: ignore[method-assign]
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+    AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
 
 
 def installed() -> bool:
@@ -280,4 +306,5 @@ def installed() -> bool:
         and Consumer._drain_messages is faust_drain._drain_messages
         and AIOKafkaConsumerThread.seek_to_committed is seek_to_committed
         and AIOKafkaConsumerThread._create_worker_consumer is _create_worker_consumer
+        and AIOKafkaConsumerThread._highwaters is _highwaters
     )
