@@ -6,7 +6,8 @@ Layers, each a package (import-linter contracts in pyproject.toml):
 - `intake`: payers' 837 files to claim messages.
 - `synth`: synthetic claim streams for tests and benchmarks.
 - `sink`: the denial queue in PostgreSQL, the alerts' reference consumer.
-- the commands on top (`cli`, `replay`), which nothing imports.
+- the commands on top (`cli`, `replay`, `clients`, `rules_listing`), which
+  nothing imports.
 """
 
 __version__ = "0.1.0"

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import textwrap
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO
+from collections.abc import Sequence
 
 from stream_app import argtypes
-from stream_app.core.codes import RULESET, CodeEntry
+from stream_app.core.codes import RULESET
 from stream_app.sink import commands as sink_commands
 from stream_app.synth import generate
-
-if TYPE_CHECKING:
-    from stream_app.stream.settings import KafkaSettings
 
 # `--timeout` of publish and alerts: how long they try to reach Kafka (and
 # publish waits for a send to be acknowledged) before they exit 3.
@@ -178,13 +172,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "replay":
         return _replay(args)
     if args.command == "rules":
-        return _rules(args)
+        from stream_app.rules_listing import run_rules
+
+        return run_rules(args)
     if args.command == "worker":
         from stream_app.stream.worker import run_worker
 
         return run_worker()
     if args.command in ("publish", "alerts"):
-        return _kafka_client(args)
+        from stream_app.clients import run_client
+
+        return run_client(args)
     if args.command == "intake":
         return _intake(args)
     if args.command == "generate":
@@ -252,273 +250,6 @@ def _intake(args: argparse.Namespace) -> int:
     return intake_main(
         args.paths, publish=args.publish, site_map=args.site_map, timeout=args.timeout
     )
-
-
-def _kafka_settings(command: str) -> KafkaSettings | None:
-    from pydantic import ValidationError
-
-    from stream_app.stream.settings import KafkaSettings, describe_errors
-
-    try:
-        return KafkaSettings()
-    except ValidationError as exc:
-        print(f"stream-app {command}: bad settings: {describe_errors(exc)}", file=sys.stderr)
-        return None
-
-
-def _kafka_client(args: argparse.Namespace) -> int:
-    """publish and alerts: exit 2 on a bad file or setting, 3 when Kafka fails."""
-
-    from stream_app.stream.kafkaio import BrokerError, run_interruptible
-
-    settings = _kafka_settings(args.command)
-    if settings is None:
-        return 2
-    try:
-        if args.command == "publish":
-            try:
-                return _publish(args, settings)
-            except KeyboardInterrupt:
-                print("stream-app publish: interrupted", file=sys.stderr)
-                return 130
-        with contextlib.suppress(KeyboardInterrupt):
-            run_interruptible(_alerts(args, settings))
-        return 0
-    except BrokerError as exc:
-        print(f"stream-app {args.command}: {exc}", file=sys.stderr)
-        return 3
-
-
-def _publish(args: argparse.Namespace, settings: KafkaSettings) -> int:
-    """Send the valid lines (every line with --send-invalid); exit 2, without
-    connecting, for an X12 837 file or an input without a valid line; invalid
-    lines are reported and left out, as replay reports them."""
-    from stream_app.inputs import open_input
-    from stream_app.stream.kafkaio import publish, run_interruptible
-
-    try:
-        stream = open_input(args.path)
-        with stream:
-            lines = _CheckedLines(stream, args.path, check=not args.send_invalid)
-            refused = lines.look_ahead()
-            if refused:
-                print(f"stream-app publish: {refused}", file=sys.stderr)
-                return 2
-            sent = run_interruptible(
-                publish(
-                    settings,
-                    lines,
-                    rate=args.rate,
-                    stamp=args.stamp,
-                    key_by=args.key,
-                    timeout=args.timeout,
-                )
-            )
-    except OSError as exc:
-        print(
-            f"stream-app publish: cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr
-        )
-        return 2
-    invalid = lines.invalid.total
-    left_out = ""
-    if invalid:
-        reasons = " ".join(f"{k}={v}" for k, v in sorted(invalid.items()))
-        left_out = f"; {sum(invalid.values())} invalid lines not sent ({reasons})"
-    print(
-        f"stream-app publish: published {sent} messages to {settings.input_topic}{left_out}",
-        file=sys.stderr,
-    )
-    return 0
-
-
-class _CheckedLines:
-    """The non-blank lines of the input that the worker takes as events (the
-    same parser, `parse_event`); the others are reported and left out, as
-    replay reports them: the worker would only send them to the dead-letter
-    topic. Unchecked (`check=False`), every non-blank line."""
-
-    def __init__(self, stream: BinaryIO, name: str, *, check: bool = True) -> None:
-        from stream_app.inputs import InvalidLines, read_lines
-
-        self.check = check
-        self.path = name
-        self.name = "stdin" if name == "-" else name
-        self.lines = enumerate(read_lines(stream), start=1)
-        self.invalid = InvalidLines(
-            sys.stderr, "stream-app publish", f"use stream-app intake x12 --publish {name}"
-        )
-        self.first: bytes | None = None
-
-    def look_ahead(self) -> str | None:
-        """Read up to the first valid line before anything is sent; why the
-        input is refused, if it is: an X12 837 file, or no valid line."""
-        from stream_app.inputs import looks_like_x12
-
-        if not self.check:
-            return None
-        for number, raw in self.lines:
-            if not raw.strip():
-                continue
-            if not self.invalid.total and looks_like_x12(raw):
-                return (
-                    f"{self.name} looks like an X12 837 file (it starts with an ISA segment), "
-                    f"not JSON lines of claim messages: use stream-app intake x12 --publish "
-                    f"{self.path}"
-                )
-            if self._valid(number, raw):
-                self.first = raw
-                return None
-        self.invalid.end_run()
-        if self.invalid.total:
-            return (
-                f"no valid claim message in {self.name} "
-                f"({sum(self.invalid.total.values())} invalid lines): nothing sent"
-            )
-        return None
-
-    def _valid(self, number: int, raw: bytes) -> bool:
-        from stream_app.core.events import Invalid, parse_event
-
-        event = parse_event(raw)
-        if isinstance(event, Invalid):
-            self.invalid.add(number, raw, event.reason, event.detail)
-            return False
-        if self.invalid.length:
-            self.invalid.end_run()
-        return True
-
-    def __iter__(self) -> Iterator[bytes]:
-        if self.first is not None:
-            yield self.first
-        for number, raw in self.lines:
-            if raw.strip() and (not self.check or self._valid(number, raw)):
-                yield raw
-        self.invalid.end_run()
-
-
-async def _alerts(args: argparse.Namespace, settings: KafkaSettings) -> None:
-    """Follow the alerts topic; on the way out (idle, Ctrl-C) print the counts."""
-    import orjson
-
-    from stream_app.core.alerts import AlertCounts
-    from stream_app.stream.kafkaio import BrokerError, follow_alerts, print_alert
-
-    counts = AlertCounts()
-
-    def show(alert: dict[str, Any]) -> None:
-        counts.add(str(alert["alert_id"]), str(alert["rule_id"]), str(alert["status"]))
-        if args.json:
-            sys.stdout.write(orjson.dumps(alert).decode() + "\n")
-            sys.stdout.flush()
-        else:
-            print_alert(alert)
-
-    unreachable = False
-    try:
-        await follow_alerts(settings, show, idle_seconds=args.idle, timeout=args.timeout)
-    except BrokerError:
-        unreachable = True
-        raise
-    finally:
-        if not unreachable:
-            lines = counts.render()
-            print(f"stream-app alerts: {lines[0]}", file=sys.stderr)
-            for line in lines[1:]:
-                print(line, file=sys.stderr)
-
-
-def _rules(args: argparse.Namespace) -> int:
-    import orjson
-
-    from stream_app.core.rules import load_registry
-
-    registry = load_registry()
-
-    def entry_json(entry: CodeEntry) -> dict[str, object]:
-        return {
-            "code": entry.code,
-            "valid_from": entry.valid_from,
-            "valid_until": entry.valid_until,
-            "replaced_by": list(entry.replaced_by),
-            "source": None if entry.source is None else str(entry.source),
-            "note": entry.note,
-        }
-
-    if args.json:
-        for spec in registry.specs.values():
-            sys.stdout.write(
-                orjson.dumps(
-                    {
-                        "rule_id": spec.rule_id,
-                        "title": spec.title,
-                        "severity": spec.severity,
-                        "carc": spec.carc,
-                        "citation": spec.citation,
-                        "finality": spec.finality,
-                        "codes": [entry_json(e) for e in registry.code_entries(spec.rule_id)],
-                    }
-                ).decode()
-                + "\n"
-            )
-        return 0
-    width = max(len(rid) for rid in registry.ids)
-    print(f"{'RULE':<{width}}  SEVERITY  CARC  FINALITY     TITLE")
-    for spec in registry.specs.values():
-        print(
-            f"{spec.rule_id:<{width}}  {spec.severity:<8}  {spec.carc:<4}  "
-            f"{spec.finality:<11}  {spec.title}"
-        )
-        print(f"    § {spec.citation}")
-        for text in _code_groups(registry.code_entries(spec.rule_id)):
-            print(textwrap.fill(text, 100, initial_indent="    ", subsequent_indent="        "))
-    print("\nSources of the dates:")
-    for source in dict.fromkeys(str(e.source) for e in registry.code_table.entries if e.source):
-        print(f"    {source}")
-    return 0
-
-
-def _code_groups(entries: Sequence[CodeEntry]) -> list[str]:
-    """Codes with the same dates, replacement and source on one line:
-    `77014 G6001 G6002: until 2025-12-31, then 77387 [ASTRO, Winter 2026]`."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for entry in entries:
-        dates = (
-            f"from {entry.valid_from}" if entry.valid_from else "",
-            f"until {entry.valid_until}" if entry.valid_until else "",
-            f"then {'/'.join(entry.replaced_by)}" if entry.replaced_by else "",
-        )
-        effective = ", ".join(part for part in dates if part) or "no dated change"
-        if entry.valid_from and entry.note:  # a code whose terms changed: say how
-            effective += f" ({entry.note.split(';')[0]})"
-        source = entry.source
-        label = f" [{source.title.split(',')[0]}, {source.published}]" if source else ""
-        groups.setdefault((effective, label), []).append(entry.code)
-    return [
-        f"{' '.join(_ranges(found))}: {effective}{label}"
-        for (effective, label), found in groups.items()
-    ]
-
-
-def _ranges(found: list[str]) -> list[str]:
-    """G6003 G6004 ... G6016 -> G6003–G6016 (runs of three or more)."""
-    runs: list[list[str]] = []
-    for code in sorted(found):
-        last = runs[-1][-1] if runs else ""
-        if (
-            last
-            and code[:-2] == last[:-2]
-            and code[-2:].isdigit()
-            and last[-2:].isdigit()
-            and int(code[-2:]) == int(last[-2:]) + 1
-        ):
-            runs[-1].append(code)
-        else:
-            runs.append([code])
-    return [
-        f"{run[0]}–{run[-1]}" if len(run) >= 3 else code
-        for run in runs
-        for code in ([run[0]] if len(run) >= 3 else run)
-    ]
 
 
 if __name__ == "__main__":

@@ -234,7 +234,7 @@ def test_publish_reports_invalid_lines_and_leaves_them_out(
     parser), reported as replay reports them; the valid ones go."""
     import io
 
-    from stream_app.cli import _CheckedLines
+    from stream_app.clients import _CheckedLines
 
     valid = SAMPLE.read_bytes().splitlines()[0]
     text = b"\n".join([b"garbage", valid, b"", b'{"kind": "claim_line"}', valid, b"ISA*00*~"])
