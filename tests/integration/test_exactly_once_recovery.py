@@ -124,3 +124,69 @@ def test_exactly_once_restart_recovers_tables(deployment: Deployment, restart: s
     assert "Traceback" not in text, worker.tail()
     assert not repeated_transitions(alerts), repeated_transitions(alerts)[:5]
     assert_matches_replay(alerts, lines)
+
+
+@pytest.mark.timeout(300)
+def test_exactly_once_event_time_reaches_partitions_of_another_worker(
+    deployment: Deployment,
+) -> None:
+    """Two workers under exactly-once, one input partition each: patient A's
+    held violation on one, patient B's lines on the other move event time
+    to the end of A's hold. B's worker tells A's partition through an
+    event-time report on the re-key topic; Faust's Topic.send put that
+    report in the transaction of the *target* partition, which B's worker
+    does not own, so the send failed every time, event time stood still on
+    A's partition and the hold never ended (the soak: thousands held at the
+    end against replay's 0). Now A's alert opens, as replay's does."""
+    import time
+
+    import orjson
+
+    from integration.harness import WorkerProcess
+    from stream_app.stream.worker.routing import patient_partition
+
+    deployment.partitions = 2
+    deployment.extra_env.update(EXACTLY_ONCE)
+
+    def patient_on(partition: int, prefix: str) -> str:
+        n = 0
+        while patient_partition(f"{prefix}-{n}".encode(), 2) != partition:
+            n += 1
+        return f"{prefix}-{n}"
+
+    def line(patient: str, claim: str, date: str, hcpcs: str, kind: str, **more: Any) -> bytes:
+        return orjson.dumps(
+            {
+                "claim_id": claim, "line_number": 1, "patient_id": patient,
+                "course_id": f"{patient}-RT1", "site": "prostate", "date_of_service": date,
+                "hcpcs": hcpcs, "units": 1, "claim_type": kind, "payer_type": "commercial",
+                "diagnosis_codes": ["C61"], **more,
+            }
+        )  # fmt: skip
+
+    a, b = patient_on(0, "EOS-A"), patient_on(1, "EOS-B")
+    lines = [
+        line(a, f"P-{a}", "2026-03-02", "77387", "professional",
+             modifiers=["26"], place_of_service="11"),
+        line(b, f"I-{b}-1", "2026-03-03", "77412", "institutional", modality="IMRT"),
+        line(b, f"I-{b}-2", "2026-12-31", "77412", "institutional", modality="IMRT"),
+    ]  # fmt: skip
+    workers: list[WorkerProcess] = [deployment.start_worker(0), deployment.start_worker(1)]
+    try:
+        deadline = time.monotonic() + 60
+        while "partition" not in worker_log(workers[1]) and time.monotonic() < deadline:
+            time.sleep(1)
+        time.sleep(10)  # the rebalance that shares the partitions
+        deployment.publish(lines)
+        wait_caught_up_records(deployment, timeout=120)
+        deadline = time.monotonic() + 60
+        alerts = deployment.alerts()
+        while not alerts and time.monotonic() < deadline:
+            time.sleep(2)
+            alerts = deployment.alerts()
+    finally:
+        for worker in workers:
+            worker.stop()
+    logs = "".join(worker_log(w) for w in workers)
+    assert "event-time report not sent" not in logs
+    assert_matches_replay(alerts, lines)

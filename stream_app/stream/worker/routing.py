@@ -17,6 +17,7 @@ from typing import Any
 import faust
 import msgspec
 from aiokafka.partitioner import murmur2
+from faust.types import TP
 
 from stream_app.core.event_time import Report, SourceClocks
 from stream_app.core.events import Event, Invalid, event_date, event_patient, parse_event
@@ -195,12 +196,23 @@ class Routing:
         for source, target, report in list(clocks.untold()):
             if (source, target) in self.pending:
                 continue  # told with the pack, after the messages it holds
-            await self.by_patient.send(
-                key=None,
-                value=b"",
-                partition=target,
-                headers=[("tick", b"1"), *report_headers(source, report)],
-            )
+            headers = [("tick", b"1"), *report_headers(source, report)]
+            if self.output.exactly_once:
+                # In the transaction of the source partition, which this
+                # worker owns: Faust's Topic.send picks the *target*'s
+                # transaction, which only the target's owner has ("No
+                # transaction producer found"), so with more than one
+                # worker most reports never went, and event time stood
+                # still on their partitions (issue 23's soak: holds never
+                # ended, courses never closed).
+                origin = TP(self.settings.input_topic, source)
+                await self.output.send_for(
+                    origin, self.by_patient, None, b"", partition=target, headers=headers
+                )
+            else:
+                await self.by_patient.send(
+                    key=None, value=b"", partition=target, headers=headers
+                )
             clocks.told(source, target, report, generation)
 
     async def _report_event_time_every_half_second(self) -> None:
