@@ -46,6 +46,7 @@ from integration.harness import (  # noqa: E402
     Deployment,
     comparable,
     free_port,
+    history,
     probe,
     read_all_with,
     repeated_transitions,
@@ -707,7 +708,8 @@ class Soak:
             repeated = repeated_transitions(docs)
             results["alert transitions seen twice"] = str(len(repeated))
             if repeated and self.exactly_once:
-                problems.append(f"{len(repeated)} alert transitions twice: {repeated[:3]}")
+                shown = history(docs, [alert_id for alert_id, _ in repeated[:3]])
+                problems.append(f"{len(repeated)} alert transitions twice, e.g. {shown}")
             if settings.dlq_topic in names:
                 dead = await read_all_with({"bootstrap_servers": bootstrap}, settings.dlq_topic)
             else:
