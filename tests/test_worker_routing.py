@@ -28,6 +28,8 @@ PARTITIONS = 8
 
 
 class FakeOutput:
+    exactly_once = False  # as Output: at-least-once sends ticks through Topic.send
+
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.dead: list[Invalid] = []
