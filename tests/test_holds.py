@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from stream_app.core.alerts import fold
 from stream_app.core.engine import Engine, EngineSettings
-from stream_app.core.events import parse_event
+from stream_app.core.events import Invalid, parse_event
 from stream_app.core.profiles import DEFAULT_HOLD_DAYS, ProfileBook
 from stream_app.core.rules import load_registry
 from stream_app.core.store import MemoryStore
@@ -262,7 +262,7 @@ def _replay_messages(lines: list[bytes], hold_days: int | None) -> list[dict[str
     out: list[dict[str, Any]] = []
     for raw in lines:
         event = parse_event(raw)
-        if hasattr(event, "reason"):
+        if isinstance(event, Invalid):
             continue
         out.extend(build_alert(t, FIXED_TIME) for t in engine.apply(event).transitions)
     out.extend(
